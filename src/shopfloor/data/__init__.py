@@ -1,0 +1,1 @@
+"""Readers, validation, preprocessing, augmentation and synthetic generators."""

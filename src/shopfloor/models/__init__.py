@@ -1,0 +1,1 @@
+"""Plain torch nn.Modules: exportable, no training logic inside."""

@@ -1,0 +1,104 @@
+"""Trainer factory: progress bar, early stopping, best checkpoint, CSV (and TensorBoard) logs, DDP."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import TrainingConfig
+from ..errors import ConfigError
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (and dataloader workers)."""
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+def _accelerator(device: str) -> str:
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
+        return "gpu"
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return "cpu"
+
+
+def make_trainer(config: TrainingConfig, log_dir: str | Path, monitor: str = "val_loss", mode: str = "min") -> L.Trainer:
+    """A Lightning Trainer set up the shopfloor way."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+
+    log_dir = Path(log_dir)
+    loggers: list[Any] = [CSVLogger(str(log_dir), name="logs")]
+    try:
+        import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(log_dir), name="tensorboard"))
+    except ImportError:
+        pass
+    checkpoint = ModelCheckpoint(dirpath=str(log_dir / "checkpoints"), monitor=monitor, mode=mode,
+                                 save_top_k=1, filename="best")
+    callbacks: list[Any] = [checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=config.patience)]
+    if config.progress:
+        callbacks.append(TQDMProgressBar(leave=True))
+    strategy = config.strategy
+    if strategy == "ddp" and _accelerator(config.device) == "cpu":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = DDPStrategy(process_group_backend="gloo")
+    return L.Trainer(
+        max_epochs=config.epochs,
+        accelerator=_accelerator(config.device),
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=strategy,
+        precision=config.precision,
+        logger=loggers,
+        callbacks=callbacks,
+        deterministic="warn",
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        log_every_n_steps=5,
+        default_root_dir=str(log_dir),
+    )
+
+
+def fit_supervised(module: L.LightningModule, train_loader: DataLoader, val_loader: DataLoader,
+                   config: TrainingConfig, log_dir: str | Path | None = None,
+                   monitor: str = "val_loss", mode: str = "min") -> dict[str, Any]:
+    """Fit ``module``, restore its best checkpoint and return the fit summary.
+
+    Returns ``{"best_score", "epochs_run", "is_global_zero", "log_dir"}``. Under DDP every process
+    runs this; only the process with ``is_global_zero`` should write artifacts.
+    """
+    temp = None
+    if log_dir is None:
+        temp = tempfile.mkdtemp(prefix="shopfloor-train-")
+        log_dir = temp
+    trainer = make_trainer(config, log_dir, monitor=monitor, mode=mode)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*deterministic.*")
+        trainer.fit(module, train_loader, val_loader)
+    ckpt = trainer.checkpoint_callback
+    best = ckpt.best_model_path if ckpt is not None else ""
+    if best and os.path.exists(best):
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    module.cpu().eval()
+    score = ckpt.best_model_score if ckpt is not None else None
+    return {
+        "best_score": float(score) if score is not None else None,
+        "epochs_run": int(trainer.current_epoch),
+        "is_global_zero": bool(trainer.is_global_zero),
+        "log_dir": str(log_dir),
+    }
