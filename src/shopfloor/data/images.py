@@ -104,11 +104,12 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def scan_class_folders(root: str | Path, min_per_class: int = 2) -> tuple[list[Path], list[int], list[str]]:
+def scan_class_folders(root: str | Path, min_per_class: int = 2,
+                       min_classes: int = 2) -> tuple[list[Path], list[int], list[str]]:
     """A folder with one sub-folder per class -> (paths, label indices, class names).
 
-    Raises :class:`DataError` for a missing or empty root, a single class, empty class folders
-    and classes with fewer than ``min_per_class`` images.
+    Raises :class:`DataError` for a missing or empty root, fewer than ``min_classes`` classes,
+    empty class folders and classes with fewer than ``min_per_class`` images.
     """
     root = Path(root)
     if not root.exists():
@@ -138,7 +139,7 @@ def scan_class_folders(root: str | Path, min_per_class: int = 2) -> tuple[list[P
     if problems:
         raise DataError("problems with the class folders in " + str(root) + ":\n  " + "\n  ".join(problems)
                         + "\nAdd images, or remove the folder to drop that class.")
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise DataError(f"{root} holds a single class ({classes[0]!r}); classification needs at least two "
                         "class sub-folders (for good-parts-only data use the anomaly-detection task)")
     return paths, labels, classes

@@ -1,0 +1,1 @@
+"""Metrics: thin, tested wrappers over scikit-learn / torchmetrics."""

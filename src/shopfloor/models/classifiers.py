@@ -1,0 +1,74 @@
+"""Image classifiers: input float32 NCHW RGB pixels in 0..255, output logits. Normalisation is inside."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbones import PixelNormalize, efficientnet_lite
+
+CLASSIFIER_MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "simple-cnn")
+
+
+class EfficientNetClassifier(nn.Module):
+    """ImageNet-pretrained EfficientNet-Lite features + dropout + linear head."""
+
+    def __init__(self, num_classes: int, backbone: str = "efficientnet-lite0", image_size: int = 224,
+                 pretrained: bool = True, dropout: float = 0.2):
+        super().__init__()
+        self.normalize = PixelNormalize()
+        self.backbone = efficientnet_lite(backbone, image_size, pretrained=pretrained)
+        self.backbone._fc = nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(1280, num_classes)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """Layer whose activations Grad-CAM explains (the last conv block's BatchNorm)."""
+        return self.backbone._bn1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.extract_features(self.normalize(x)).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x)))
+
+
+class SimpleCNN(nn.Module):
+    """The classic small CNN: Conv32-Pool-Conv64-Pool-Conv64-Dense64 (adaptive 4x4 pooling before Dense)."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3):
+        super().__init__()
+        self.normalize = PixelNormalize()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3), nn.ReLU(),
+        )
+        self.dense = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * 16, 64), nn.ReLU(),
+                                   nn.Linear(64, num_classes))
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.conv[-2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.conv(self.normalize(x)))
+
+
+def build_classifier(name: str, num_classes: int, image_size: int, pretrained: bool = True) -> nn.Module:
+    """Classifier by CLI name (see ``CLASSIFIER_MODELS``)."""
+    if name == "simple-cnn":
+        return SimpleCNN(num_classes)
+    return EfficientNetClassifier(num_classes, backbone=name, image_size=image_size, pretrained=pretrained)
+
+
+class SoftmaxOutput(nn.Module):
+    """Wraps a logits model so the exported graph returns class probabilities."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x), dim=1)
