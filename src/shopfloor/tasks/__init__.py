@@ -12,6 +12,7 @@ from .base import Task
 # CLI name -> "module:Class"; imported lazily so `shopfloor --help` stays fast.
 _REGISTRY: dict[str, str] = {
     "defect-classification": "shopfloor.tasks.defect_classification:DefectClassification",
+    "fault-diagnosis": "shopfloor.tasks.fault_diagnosis:FaultDiagnosis",
 }
 
 
