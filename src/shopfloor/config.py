@@ -91,13 +91,14 @@ def parse_cli_overrides(args: list[str], model_cls: type[StrictModel]) -> dict[s
         token = args[i]
         if not token.startswith("--"):
             raise ConfigError(f"unexpected argument {token!r}; options look like --name value")
-        key = token[2:].replace("-", "_")
+        key = token[2:]
         value: Any = True
         if "=" in key:
             key, value = key.split("=", 1)
         elif i + 1 < len(args) and not args[i + 1].startswith("--"):
             value = args[i + 1]
             i += 1
+        key = key.replace("-", "_")
         path = _locate_field(key, model_cls)
         target = overrides
         for part in path[:-1]:

@@ -11,7 +11,12 @@ CLASSIFIER_MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-l
 
 
 class EfficientNetClassifier(nn.Module):
-    """ImageNet-pretrained EfficientNet-Lite features + dropout + linear head."""
+    """ImageNet-pretrained EfficientNet-Lite features, average+max pooled, then a dropout + linear head.
+
+    Max pooling next to the usual average keeps small, local defects visible in the pooled feature.
+    """
+
+    feature_dim = 2 * 1280
 
     def __init__(self, num_classes: int, backbone: str = "efficientnet-lite0", image_size: int = 224,
                  pretrained: bool = True, dropout: float = 0.2):
@@ -19,8 +24,7 @@ class EfficientNetClassifier(nn.Module):
         self.normalize = PixelNormalize()
         self.backbone = efficientnet_lite(backbone, image_size, pretrained=pretrained)
         self.backbone._fc = nn.Identity()
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(1280, num_classes)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, num_classes))
 
     @property
     def cam_layer(self) -> nn.Module:
@@ -28,10 +32,23 @@ class EfficientNetClassifier(nn.Module):
         return self.backbone._bn1
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.extract_features(self.normalize(x)).mean(dim=(2, 3))
+        """Pooled features (N x feature_dim) of 0..255 images."""
+        fmap = self.backbone.extract_features(self.normalize(x))
+        return torch.cat([fmap.mean(dim=(2, 3)), fmap.amax(dim=(2, 3))], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.features(x)))
+        return self.head(self.features(x))
+
+
+class FeatureOutput(nn.Module):
+    """Exports the frozen feature part of a classifier (used to train the head on cached features)."""
+
+    def __init__(self, model: EfficientNetClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.features(x)
 
 
 class SimpleCNN(nn.Module):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from ..artifact import fingerprint_files
 from ..config import StrictModel, TrainingConfig
@@ -31,7 +31,14 @@ from ..data.split import stratified_split
 from ..data.torch_datasets import ImageArrayDataset
 from ..errors import DataError
 from ..metrics.classification import classification_metrics
-from ..models.classifiers import CLASSIFIER_MODELS, SoftmaxOutput, build_classifier
+from ..models.classifiers import (
+    CLASSIFIER_MODELS,
+    EfficientNetClassifier,
+    FeatureOutput,
+    SoftmaxOutput,
+    build_classifier,
+)
+from ..runtime import OnnxModel, export_onnx
 from ..training import SupervisedModule, fit_supervised, seed_everything
 from .base import OnnxSignature, Task, batched
 
@@ -46,7 +53,12 @@ class DefectClassificationConfig(StrictModel):
     min_images_per_class: int = Field(5, ge=2)
     class_weighting: Literal["balanced", "none"] = "balanced"
     augment: AugmentConfig = AugmentConfig()
-    training: TrainingConfig = TrainingConfig(epochs=4, batch_size=32, learning_rate=1e-3, patience=2)
+    feature_views: int = Field(3, ge=0, description="augmented views per image when training the head on "
+                               "frozen pretrained features (0 = originals only)")
+    finetune_epochs: int = Field(0, ge=0, description="then fine-tune the whole pretrained network this many "
+                                 "epochs (slow on CPU; 0 = head only)")
+    finetune_learning_rate: float = Field(3e-4, gt=0)
+    training: TrainingConfig = TrainingConfig(epochs=40, batch_size=64, learning_rate=2e-3, patience=6)
 
     @model_validator(mode="after")
     def _size_fits_backbone(self) -> "DefectClassificationConfig":
@@ -93,6 +105,39 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
+def _feature_views(extractor: OnnxModel, images: np.ndarray, labels: np.ndarray, augmenter: ImageAugmenter,
+                   views: int, progress: bool, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features of the original images plus ``views`` augmented copies of each."""
+    from tqdm.auto import tqdm
+
+    feats, labs = [], []
+    n_batches = len(list(batched(len(images), batch_size)))
+    with tqdm(total=n_batches * (views + 1), desc="extracting features", disable=not progress, leave=False) as bar:
+        for view in range(views + 1):
+            for sl in batched(len(images), batch_size):
+                x = torch.from_numpy(images[sl]).permute(0, 3, 1, 2).float()
+                if view:
+                    x = augmenter(x)
+                feats.append(extractor.run(image=x.numpy())["features"])
+                labs.append(labels[sl])
+                bar.update()
+    return torch.from_numpy(np.concatenate(feats)), torch.from_numpy(np.concatenate(labs)).long()
+
+
+def _loaders(train_x, train_y, val_x, val_y, cfg: TrainingConfig) -> tuple[DataLoader, DataLoader]:
+    """Shuffled seeded training loader and validation loader over datasets or (x, y) tensors."""
+    train_ds = train_x if train_y is None else TensorDataset(train_x, train_y)
+    val_ds = val_x if val_y is None else TensorDataset(val_x, torch.as_tensor(val_y).long())
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                       num_workers=cfg.num_workers, drop_last=len(train_ds) > cfg.batch_size)
+    return train, DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+
+
+def _sub(log_dir: Path | None, name: str) -> Path | None:
+    return log_dir / name if log_dir is not None else None
+
+
 class DefectClassification(Task):
     """CNN defect classification from class-folder images (see module docstring)."""
 
@@ -136,37 +181,50 @@ class DefectClassification(Task):
             "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "range": "0..255", "color": "RGB"},
             "normalisation": "(x - 127) / 128, inside the ONNX graph",
         }
-        spec = self.image_spec
-        images = read_images(dataset.paths, spec, progress=train_cfg.progress, desc="reading training images")
+        images = read_images(dataset.paths, self.image_spec, progress=train_cfg.progress,
+                             desc="reading training images")
         labels = np.asarray(dataset.labels)
         train_idx, val_idx = stratified_split(labels, train_cfg.val_fraction, train_cfg.seed)
         self.data_fingerprint = fingerprint_files(dataset.paths, dataset.root)
-
-        model = self.build_model(pretrained=cfg.pretrained)
         counts = np.bincount(labels[train_idx], minlength=len(dataset.classes)).astype(np.float32)
         weights = None
         if cfg.class_weighting == "balanced":
             weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
-        module = SupervisedModule(model, nn.CrossEntropyLoss(weight=weights), train_cfg,
-                                  train_transform=ImageAugmenter(cfg.augment), task_kind="classification")
-        generator = torch.Generator().manual_seed(train_cfg.seed)
-        train_loader = DataLoader(ImageArrayDataset(images[train_idx], labels[train_idx]),
-                                  batch_size=train_cfg.batch_size, shuffle=True, generator=generator,
-                                  num_workers=train_cfg.num_workers, drop_last=len(train_idx) > train_cfg.batch_size)
-        val_loader = DataLoader(ImageArrayDataset(images[val_idx], labels[val_idx]),
-                                batch_size=train_cfg.batch_size, num_workers=train_cfg.num_workers)
+        loss = nn.CrossEntropyLoss(weight=weights)
+        model = self.build_model(pretrained=cfg.pretrained)
         log_dir = Path(out_dir) / "training" if out_dir is not None else None
-        summary = fit_supervised(module, train_loader, val_loader, train_cfg, log_dir)
-        self.torch_model = module.model.eval()
-        self.is_global_zero = summary["is_global_zero"]
+        train_images, val_images = images[train_idx], images[val_idx]
+        train_labels, val_labels = labels[train_idx], labels[val_idx]
+        augmenter = ImageAugmenter(cfg.augment)
+        summaries = []
+        if isinstance(model, EfficientNetClassifier):
+            # Stage 1: head on frozen pretrained features (computed through ONNX Runtime, augmented views).
+            extractor = OnnxModel(export_onnx(FeatureOutput(model).eval(), self.onnx_signature().example_inputs,
+                                              ["image"], ["features"]), device=train_cfg.device)
+            train_feats, train_feat_labels = _feature_views(extractor, train_images, train_labels, augmenter,
+                                                            cfg.feature_views, train_cfg.progress)
+            val_feats, _ = _feature_views(extractor, val_images, val_labels, augmenter, 0, train_cfg.progress)
+            head = SupervisedModule(model.head, loss, train_cfg, task_kind="classification")
+            summaries.append(fit_supervised(head, *_loaders(train_feats, train_feat_labels, val_feats, val_labels,
+                                                            train_cfg), train_cfg, _sub(log_dir, "head")))
+        if not isinstance(model, EfficientNetClassifier) or cfg.finetune_epochs:
+            # End-to-end training on images (simple-cnn), or fine-tuning the whole pretrained network.
+            stage_cfg = train_cfg if not isinstance(model, EfficientNetClassifier) else train_cfg.model_copy(
+                update={"epochs": cfg.finetune_epochs, "learning_rate": cfg.finetune_learning_rate})
+            full = SupervisedModule(model, loss, stage_cfg, train_transform=augmenter, task_kind="classification")
+            summaries.append(fit_supervised(full, *_loaders(ImageArrayDataset(train_images, train_labels),
+                                                            None, ImageArrayDataset(val_images, val_labels),
+                                                            None, stage_cfg), stage_cfg, _sub(log_dir, "full")))
+        self.torch_model = model.eval()
+        self.is_global_zero = all(s["is_global_zero"] for s in summaries)
         if not self.is_global_zero:
             return self
         self.export()
-        probs = self._probabilities(images[val_idx])
-        val = classification_metrics(labels[val_idx], probs.argmax(1), probs, self.classes)
+        probs = self._probabilities(val_images)
+        val = classification_metrics(val_labels, probs.argmax(1), probs, self.classes)
         self.metrics = {
             "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "n_train": int(len(train_idx)),
-            "n_val": int(len(val_idx)), "epochs_run": summary["epochs_run"],
+            "n_val": int(len(val_idx)), "epochs_run": sum(s["epochs_run"] for s in summaries),
         }
         if out_dir is not None:
             self.save(out_dir)
@@ -232,7 +290,7 @@ class DefectClassification(Task):
         out_dir = Path(out_dir)
         train_root = make_defect_classes(out_dir / "data" / "train", n_per_class=50, size=128, seed=0)
         test_root = make_defect_classes(out_dir / "data" / "test", n_per_class=15, size=128, seed=1)
-        task = cls(image_size=128, training={"epochs": 3, "batch_size": 32, "patience": 2})
+        task = cls(image_size=128)
         task.fit(train_root, out_dir=out_dir / "model")
         metrics = task.evaluate(test_root, report_dir=out_dir / "report")
         examples = [sorted((test_root / c).iterdir())[0] for c in task.classes]

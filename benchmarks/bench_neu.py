@@ -1,0 +1,62 @@
+"""NEU surface defects: stratified 80/20 split (seed 0), train on the 80, test on the 20.
+
+Records accuracy, macro F1, training time and classification throughput (ONNX Runtime vs torch
+eager, batch 1 and 32, 224 px, measured in the same run) in benchmarks/results/neu.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from common import require_dataset, throughput, write_result  # noqa: E402
+
+from shopfloor.data.images import read_images, to_model_input  # noqa: E402
+from shopfloor.data.split import stratified_split  # noqa: E402
+from shopfloor.tasks.defect_classification import DefectClassification, LabelledImages  # noqa: E402
+
+
+def main() -> None:
+    root = require_dataset("neu_surface_defects") / "images"
+    data = LabelledImages.from_folder(root)
+    train_idx, test_idx = stratified_split(data.labels, 0.2, seed=0)
+    task = DefectClassification(training={"seed": 0})
+    start = time.perf_counter()
+    task.fit(data.subset(train_idx), out_dir=Path(__file__).parent / "work" / "neu_model")
+    train_seconds = time.perf_counter() - start
+    metrics = task.evaluate(data.subset(test_idx), report_dir=Path(__file__).parent / "work" / "neu_report")
+    errors = int(round((1 - metrics["accuracy"]) * metrics["n_test"]))
+    print(f"NEU test accuracy {metrics['accuracy']:.4f} ({errors} errors / {metrics['n_test']}), "
+          f"macro F1 {metrics['macro_f1']:.4f}, training {train_seconds:.0f} s")
+
+    images = read_images([data.paths[i] for i in test_idx[:32]], task.image_spec)
+    batch32 = to_model_input(images)
+    batch1 = batch32[:1]
+    runtime = task.runtime
+    eager = task.export_module().eval()
+    speed = {}
+    with torch.inference_mode():
+        for name, batch in (("batch1", batch1), ("batch32", batch32)):
+            x = torch.from_numpy(batch)
+            speed[f"onnxruntime_{name}_img_per_s"] = throughput(lambda: runtime.run(image=batch), len(batch))
+            speed[f"torch_eager_{name}_img_per_s"] = throughput(lambda: eager(x), len(batch))
+    speed["onnx_vs_eager_batch32"] = speed["onnxruntime_batch32_img_per_s"] / speed["torch_eager_batch32_img_per_s"]
+    speed["onnx_vs_eager_batch1"] = speed["onnxruntime_batch1_img_per_s"] / speed["torch_eager_batch1_img_per_s"]
+    print({k: round(v, 2) for k, v in speed.items()})
+    write_result("neu", {
+        "dataset": str(root), "protocol": "stratified 80/20 split of all 1,800 images, seed 0; the model holds "
+        "out 20% of the 80 for early stopping; test = the 20", "model": task.config.model,
+        "image_size": task.config.image_size, "n_train": len(train_idx), "n_test": metrics["n_test"],
+        "accuracy": metrics["accuracy"], "errors": errors, "macro_f1": metrics["macro_f1"],
+        "per_class": metrics["per_class"], "train_seconds": train_seconds, "epochs_run": task.metrics["epochs_run"],
+        **speed,
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Helpers shared by the benchmark scripts: dataset location, machine description, result writing."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def datasets_dir() -> Path:
+    """$SHOPFLOOR_DATASETS or ../shared/datasets beside the repository."""
+    return Path(os.environ.get("SHOPFLOOR_DATASETS", ROOT.parent / "shared" / "datasets"))
+
+
+def require_dataset(name: str) -> Path:
+    """Path of a shared dataset, or exit 0 with a clear message when it is absent."""
+    path = datasets_dir() / name
+    if not path.exists():
+        print(f"SKIP: dataset {name} not found at {path} (set SHOPFLOOR_DATASETS)")
+        raise SystemExit(0)
+    return path
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    from shopfloor.artifact import library_versions
+
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "versions": library_versions()}
+
+
+def write_result(name: str, figures: dict[str, Any]) -> Path:
+    """benchmarks/results/<name>.json with the figures, machine and date."""
+    from shopfloor.tasks.base import to_jsonable
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine(), **figures}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(to_jsonable(payload), indent=2))
+    print(f"wrote {path}")
+    return path
+
+
+def throughput(fn: Callable[[], Any], items_per_call: int, min_seconds: float = 3.0, warmup: int = 2) -> float:
+    """Items per second of ``fn`` (called repeatedly for at least ``min_seconds`` after warm-up)."""
+    for _ in range(warmup):
+        fn()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min_seconds:
+        fn()
+        calls += 1
+    return calls * items_per_call / (time.perf_counter() - start)
