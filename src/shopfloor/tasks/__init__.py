@@ -12,7 +12,9 @@ from .base import Task
 # CLI name -> "module:Class"; imported lazily so `shopfloor --help` stays fast.
 _REGISTRY: dict[str, str] = {
     "defect-classification": "shopfloor.tasks.defect_classification:DefectClassification",
+    "anomaly-detection": "shopfloor.tasks.anomaly_detection:AnomalyDetection",
     "fault-diagnosis": "shopfloor.tasks.fault_diagnosis:FaultDiagnosis",
+    "rul": "shopfloor.tasks.rul:RemainingUsefulLife",
 }
 
 

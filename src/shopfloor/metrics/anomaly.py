@@ -1,0 +1,115 @@
+"""Anomaly-detection metrics and threshold rules.
+
+Image AUROC / AP / F1 and pixel AUROC come from scikit-learn. The per-region-overlap curve (PRO)
+and AUPRO are written here (no library provides them) following the MVTec AD definition: each
+connected defect region (8-connectivity) counts equally; the PRO at a threshold is the mean over
+regions of the fraction of the region above it, plotted against the false-positive rate on good
+pixels; AUPRO is the area under that curve up to ``max_fpr`` (0.3) divided by ``max_fpr``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import label as label_regions
+from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score, roc_curve
+
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=int)
+
+
+def pro_curve(maps: np.ndarray, masks: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, pro) for anomaly ``maps`` ``[N, H, W]`` and boolean ``masks``; ``valid`` excludes padding.
+
+    Exact: one point per distinct score, starting at (0, 0).
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    masks = np.asarray(masks, dtype=bool)
+    fp_step = np.zeros(maps.shape, dtype=np.float64)
+    pro_step = np.zeros(maps.shape, dtype=np.float64)
+    n_regions = 0
+    for i, mask in enumerate(masks):
+        labelled, count = label_regions(mask, structure=_EIGHT_CONNECTED)
+        n_regions += count
+        fp_step[i][labelled == 0] = 1.0
+        if count:
+            sizes = np.bincount(labelled.ravel())
+            region_weight = np.where(labelled > 0, 1.0 / np.maximum(sizes[labelled], 1), 0.0)
+            pro_step[i] = region_weight
+    keep = np.ones(maps.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    scores, fp_step, pro_step = maps[keep], fp_step[keep], pro_step[keep]
+    n_good = fp_step.sum()
+    if n_regions == 0 or n_good == 0:
+        raise ValueError("PRO needs at least one defect region and one good pixel")
+    order = np.argsort(-scores, kind="stable")
+    scores = scores[order]
+    fpr = np.cumsum(fp_step[order]) / n_good
+    pro = np.cumsum(pro_step[order]) / n_regions
+    last_of_tie = np.append(np.diff(scores) != 0, True)
+    return np.concatenate([[0.0], fpr[last_of_tie]]), np.concatenate([[0.0], pro[last_of_tie]])
+
+
+def area_under_curve(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
+    """Trapezoidal area under (x, y) (x ascending) from 0 to ``x_max``, interpolating at ``x_max``."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    inside = x <= x_max
+    xs, ys = x[inside], y[inside]
+    if xs[-1] < x_max and (~inside).any():
+        j = int(np.argmax(~inside))
+        y_at = y[j - 1] + (y[j] - y[j - 1]) * (x_max - x[j - 1]) / (x[j] - x[j - 1])
+        xs, ys = np.append(xs, x_max), np.append(ys, y_at)
+    return float(np.trapezoid(ys, xs))
+
+
+def aupro(maps: np.ndarray, masks: np.ndarray, max_fpr: float = 0.3, valid: np.ndarray | None = None) -> float:
+    """Normalised area under the PRO curve up to ``max_fpr`` (1.0 = perfect)."""
+    fpr, pro = pro_curve(maps, masks, valid)
+    return area_under_curve(fpr, pro, max_fpr) / max_fpr
+
+
+def f1_optimal_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold (``score >= t`` is positive) that maximises F1; midpoint to the next lower score."""
+    labels = np.asarray(labels).astype(int).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    best = float(thresholds[int(np.argmax(f1[:-1]))])
+    below = scores[scores < best]
+    return float((best + below.max()) / 2) if below.size else best
+
+
+def quantile_threshold(good_scores: np.ndarray, false_alarm_rate: float) -> float:
+    """The threshold that flags about ``false_alarm_rate`` of good scores (``1 - rate`` quantile, linear)."""
+    return float(np.quantile(np.asarray(good_scores, dtype=np.float64), 1.0 - false_alarm_rate))
+
+
+def image_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """AUROC, average precision and F1 at ``threshold`` of image scores (labels 1 = defective)."""
+    labels = np.asarray(labels).astype(int)
+    scores = np.asarray(scores, dtype=np.float64)
+    pred = (scores >= threshold).astype(int)
+    return {
+        "image_auroc": float(roc_auc_score(labels, scores)),
+        "image_ap": float(average_precision_score(labels, scores)),
+        "image_f1": float(f1_score(labels, pred, zero_division=0)),
+        "false_alarm_rate": float(pred[labels == 0].mean()) if (labels == 0).any() else float("nan"),
+        "miss_rate": float(1 - pred[labels == 1].mean()) if (labels == 1).any() else float("nan"),
+    }
+
+
+def pixel_metrics(maps: np.ndarray, masks: np.ndarray, valid: np.ndarray | None = None,
+                  threshold: float = 0.5, max_fpr: float = 0.3) -> dict[str, float]:
+    """Pixel AUROC, AUPRO (to ``max_fpr``) and pixel F1 at ``threshold``."""
+    keep = np.ones(np.shape(maps), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    flat_scores = np.asarray(maps)[keep]
+    flat_truth = np.asarray(masks)[keep].astype(np.uint8)
+    return {
+        "pixel_auroc": float(roc_auc_score(flat_truth, flat_scores)),
+        "aupro": aupro(maps, masks, max_fpr, valid),
+        "pixel_f1": float(f1_score(flat_truth, (flat_scores >= threshold).astype(np.uint8), zero_division=0)),
+    }
+
+
+def image_roc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(fpr, tpr, auc) for the report's ROC figure."""
+    fpr, tpr, _ = roc_curve(np.asarray(labels).astype(int), scores)
+    return fpr, tpr, float(roc_auc_score(np.asarray(labels).astype(int), scores))

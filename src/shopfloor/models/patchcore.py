@@ -1,0 +1,146 @@
+"""PatchCore-style anomaly detection as a pure, exportable ``nn.Module``.
+
+The pieces shared with PaDiM live here too:
+
+- :class:`PatchFeatures`: pixel normalisation, EfficientNet-Lite feature maps, 3x3 neighbourhood
+  averaging and the resampling of every map onto the finest requested grid (``[B, C, h, w]``).
+- :class:`AnomalyMapHead`: patch-score grid -> upsampled, Gaussian-smoothed anomaly map, image score
+  (max of the map) and the sigmoid normalisation that puts the decision threshold at 0.5.
+
+Everything fitted (memory bank, thresholds, scales) is a buffer, so the ONNX export carries it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import EfficientNetLiteFeatures, PixelNormalize, efficientnet_lite
+
+DEFAULT_BLOCKS = (4, 10)  # stride 8 (40 ch) and stride 16 (112 ch) of EfficientNet-Lite0
+
+
+class PatchFeatures(nn.Module):
+    """Locally aggregated multi-scale patch features of 0..255 RGB images: ``[B, C, h, w]``."""
+
+    def __init__(self, backbone: str = "efficientnet-lite0", image_size: tuple[int, int] = (256, 256),
+                 blocks: tuple[int, ...] = DEFAULT_BLOCKS, pretrained: bool = True):
+        super().__init__()
+        net = efficientnet_lite(backbone, image_size=image_size, pretrained=pretrained)
+        self.normalize = PixelNormalize()
+        self.features = EfficientNetLiteFeatures(net, list(blocks))
+        self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        with torch.no_grad():
+            maps = self.features(torch.zeros(1, 3, *image_size))
+        self.channels = sum(m.shape[1] for m in maps)
+        self.grid = tuple(maps[0].shape[-2:])
+        self.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = self.features(self.normalize(images))
+        pooled = [self.pool(m) for m in maps]
+        grid = pooled[0].shape[-2:]
+        resized = [pooled[0]] + [F.interpolate(m, size=grid, mode="bilinear", align_corners=False)
+                                 for m in pooled[1:]]
+        return torch.cat(resized, dim=1)
+
+
+def gaussian_kernel1d(sigma: float) -> torch.Tensor:
+    """A normalised 1-D Gaussian truncated at 4 sigma (odd length)."""
+    radius = max(1, int(math.ceil(4 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+class AnomalyMapHead(nn.Module):
+    """Patch scores ``[B, h, w]`` -> (normalised image score ``[B]``, normalised map ``[B, H, W]``).
+
+    The raw map is the patch-score grid upsampled bilinearly to the image size and smoothed with a
+    separable Gaussian (``sigma`` in pixels, reflect padding). The raw image score is the maximum of
+    the smoothed map, so an image is flagged exactly when some pixel of its map passes the pixel
+    threshold under the good-only rule. Normalisation: ``sigmoid((raw - threshold) / scale)``, so
+    0.5 is the decision threshold and the ranking of scores is preserved (nothing is clipped).
+    """
+
+    def __init__(self, image_size: tuple[int, int], sigma: float = 4.0):
+        super().__init__()
+        self.image_size = tuple(image_size)
+        kernel = gaussian_kernel1d(sigma) if sigma > 0 else torch.ones(1)
+        self.radius = kernel.numel() // 2
+        self.register_buffer("kernel", kernel, persistent=False)
+        self.register_buffer("image_threshold", torch.tensor(0.0))
+        self.register_buffer("image_scale", torch.tensor(1.0))
+        self.register_buffer("pixel_threshold", torch.tensor(0.0))
+        self.register_buffer("pixel_scale", torch.tensor(1.0))
+
+    def raw(self, patch_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unnormalised (image score ``[B]``, smoothed map ``[B, H, W]``)."""
+        m = F.interpolate(patch_scores.unsqueeze(1), size=self.image_size, mode="bilinear", align_corners=False)
+        r = self.radius
+        if r > 0:
+            m = F.conv2d(F.pad(m, (r, r, 0, 0), mode="reflect"), self.kernel.view(1, 1, 1, -1))
+            m = F.conv2d(F.pad(m, (0, 0, r, r), mode="reflect"), self.kernel.view(1, 1, -1, 1))
+        m = m.squeeze(1)
+        return m.flatten(1).amax(dim=1), m
+
+    def set_calibration(self, image_threshold: float, image_scale: float, pixel_threshold: float,
+                        pixel_scale: float) -> None:
+        for name, value in (("image_threshold", image_threshold), ("image_scale", image_scale),
+                            ("pixel_threshold", pixel_threshold), ("pixel_scale", pixel_scale)):
+            getattr(self, name).fill_(float(value))
+
+    def forward(self, patch_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        score, amap = self.raw(patch_scores)
+        score = torch.sigmoid((score - self.image_threshold) / self.image_scale)
+        amap = torch.sigmoid((amap - self.pixel_threshold) / self.pixel_scale)
+        return score, amap
+
+
+class PatchCore(nn.Module):
+    """PatchCore-style detector: nearest-neighbour distance of each patch to a coreset memory bank.
+
+    ``forward(images)`` takes float32 ``[B, 3, H, W]`` RGB in 0..255 and returns the normalised image
+    score ``[B]`` and anomaly map ``[B, H, W]`` (0.5 = threshold). The nearest-neighbour search is a
+    matmul against the bank (``|q|^2 - 2 q.b + |b|^2``, minimum over the bank) inside the graph.
+    """
+
+    def __init__(self, backbone: str = "efficientnet-lite0", image_size: tuple[int, int] = (256, 256),
+                 blocks: tuple[int, ...] = DEFAULT_BLOCKS, bank_size: int = 1, sigma: float = 4.0,
+                 pretrained: bool = True):
+        super().__init__()
+        self.extractor = PatchFeatures(backbone, image_size, blocks, pretrained)
+        self.head = AnomalyMapHead(image_size, sigma)
+        c = self.extractor.channels
+        self.register_buffer("memory_bank", torch.zeros(bank_size, c))
+        self.register_buffer("bank_sq_norms", torch.zeros(bank_size))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.extractor.channels
+
+    def set_memory_bank(self, bank: torch.Tensor) -> None:
+        """Install the fitted bank ``[M, C]`` (replaces the buffers, so any size fits)."""
+        bank = bank.detach().float().contiguous()
+        self.memory_bank = bank
+        self.bank_sq_norms = (bank * bank).sum(dim=1)
+
+    def patch_scores(self, images: torch.Tensor) -> torch.Tensor:
+        """Distance of every patch to its nearest bank entry: ``[B, h, w]``."""
+        feats = self.extractor(images)
+        b, c, h, w = feats.shape
+        q = feats.permute(0, 2, 3, 1).reshape(b * h * w, c)
+        cross = torch.matmul(q, self.memory_bank.t())  # [BHW, M]
+        nearest = (self.bank_sq_norms.unsqueeze(0) - 2.0 * cross).amin(dim=1)
+        d2 = (nearest + (q * q).sum(dim=1)).clamp_min(0.0)
+        return torch.sqrt(d2).reshape(b, h, w)
+
+    def raw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unnormalised image score and smoothed map (used for calibration)."""
+        return self.head.raw(self.patch_scores(images))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.patch_scores(images))
