@@ -36,6 +36,9 @@ class SupervisedModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def on_fit_start(self) -> None:
+        self.model.train()  # the model may arrive in eval mode (e.g. after an export)
+
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         if stage == "train" and self.train_transform is not None:
@@ -45,11 +48,11 @@ class SupervisedModule(L.LightningModule):
         loss = self.loss(out, y)
         bs = y.shape[0]
         self.log(f"{stage}_loss", loss, prog_bar=True, on_epoch=True, on_step=stage == "train",
-                 batch_size=bs, sync_dist=stage == "val")
+                 batch_size=bs, sync_dist=True)
         if self.task_kind == "classification":
             acc = (out.argmax(dim=1) == y).float().mean()
             self.log(f"{stage}_acc", acc, prog_bar=True, on_epoch=True, on_step=False, batch_size=bs,
-                     sync_dist=stage == "val")
+                     sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):
