@@ -1,0 +1,372 @@
+"""Remaining useful life (RUL) from multi-unit sensor histories.
+
+Data: a NASA C-MAPSS folder (``--subset FD001``) or a long-format CSV/Parquet table (one row per unit
+and cycle; see :mod:`shopfloor.data.sensor_histories`). Training units run to failure.
+
+Pipeline: operating conditions are clustered from the settings and every sensor is standardised per
+condition (constant sensors dropped); sliding windows of ``window`` cycles are the input and the
+piecewise-linear RUL capped at ``rul_cap`` is the target; training and validation are split by unit.
+A small deep ensemble of sequence models (``--model cnn1d|lstm|gru|transformer``) is trained; the
+spread of its members, calibrated on the validation units (normalised split-conformal), gives the
+prediction interval. The exported ONNX graph takes raw readings ``(batch, window, features)`` and
+returns ``rul``, ``lower``, ``upper`` and ``spread``: normalisation, ensemble averaging and the
+interval all live inside it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+
+from ..artifact import fingerprint_arrays
+from ..config import StrictModel, TrainingConfig
+from ..data.sensor_histories import HistorySpec, SensorHistories, load_histories
+from ..data.windows import (
+    DEFAULT_RUL_CAP,
+    ConditionNormalizer,
+    Windows,
+    fit_condition_normalizer,
+    make_windows,
+    piecewise_rul,
+    split_units,
+)
+from ..errors import DataError
+from ..metrics.regression import interval_coverage, rul_metrics
+from ..models.sequence import SEQUENCE_MODELS, build_sequence_model
+from ..training import SupervisedModule, fit_supervised, seed_everything
+from .base import OnnxSignature, Task, batched, to_jsonable
+
+OUTPUTS = ["rul", "lower", "upper", "spread"]
+
+
+class RULTrainingConfig(TrainingConfig):
+    """Training defaults that suit RUL windows (thousands of small windows, short epochs)."""
+
+    epochs: int = Field(30, ge=1, description="maximum number of epochs per ensemble member")
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    patience: int = Field(8, ge=1, description="early-stopping patience in epochs on the validation loss")
+
+
+class RULConfig(StrictModel):
+    """Settings of the remaining-useful-life task."""
+
+    data: HistorySpec = HistorySpec()
+    window: int = Field(30, ge=2, description="cycles per input window")
+    stride: int = Field(1, ge=1, description="step between training windows")
+    rul_cap: float = Field(DEFAULT_RUL_CAP, gt=0, description="piecewise-linear target: RUL capped at this value")
+    operating_conditions: int | Literal["auto"] = Field(
+        "auto", description="operating conditions to cluster the settings into ('auto' finds them; 1 = none)")
+    short_units: Literal["error", "pad", "skip"] = Field(
+        "error", description="units shorter than the window: error, pad (repeat the first reading) or skip")
+    model: Literal[tuple(SEQUENCE_MODELS)] = Field("cnn1d", description="sequence model")  # type: ignore[valid-type]
+    model_options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the model class")
+    ensemble: int = Field(5, ge=1, description="ensemble members (different seeds); their spread gives the interval")
+    interval_level: float = Field(0.9, gt=0, lt=1, description="nominal coverage of the prediction interval")
+    explain_units: int = Field(6, ge=0, description="test units whose trajectories and attributions the report shows")
+    training: RULTrainingConfig = RULTrainingConfig()
+
+
+class EvaluateOptions(StrictModel):
+    """Options of ``shopfloor evaluate`` for RUL models."""
+
+    trajectories: bool = Field(True, description="with --report, plot per-unit RUL trajectories over all windows")
+
+
+# ----------------------------------------------------------------------------- modules
+class WindowRegressor(nn.Module):
+    """Raw window (batch, time, features) -> normalised sensors -> one sequence model -> RUL (batch,)."""
+
+    def __init__(self, normalizer: ConditionNormalizer, model: nn.Module):
+        super().__init__()
+        self.normalizer = normalizer
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalizer(x).transpose(1, 2)).squeeze(-1)
+
+
+class RULEnsemble(nn.Module):
+    """The exported RUL model: raw window (batch, time, features) -> (rul, lower, upper, spread).
+
+    ``rul`` is the members' mean, clipped at 0; ``spread`` their standard deviation; the interval is
+    ``rul +- interval_scale * (spread + interval_offset)``, both fitted on validation units.
+    """
+
+    def __init__(self, normalizer: ConditionNormalizer, members: Sequence[nn.Module]):
+        super().__init__()
+        self.normalizer = normalizer
+        self.members = nn.ModuleList(members)
+        self.register_buffer("interval_scale", torch.tensor(1.645))
+        self.register_buffer("interval_offset", torch.tensor(1.0))
+
+    def member_predictions(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.normalizer(x).transpose(1, 2)
+        return torch.stack([m(z).reshape(-1) for m in self.members], dim=1)
+
+    def mean_rul(self, x: torch.Tensor) -> torch.Tensor:
+        """The point prediction alone (what attributions explain)."""
+        return self.member_predictions(x).mean(dim=1)
+
+    def forward(self, x: torch.Tensor):
+        preds = self.member_predictions(x)
+        mean = preds.mean(dim=1)
+        spread = ((preds - mean.unsqueeze(1)) ** 2).mean(dim=1).sqrt()
+        half = self.interval_scale * (spread + self.interval_offset)
+        return torch.clamp(mean, min=0.0), torch.clamp(mean - half, min=0.0), mean + half, spread
+
+
+def calibrate_interval(y: np.ndarray, mean: np.ndarray, spread: np.ndarray, level: float) -> tuple[float, float]:
+    """Normalised split-conformal calibration: (scale, offset) such that ``|y - mean| <= scale * (spread +
+    offset)`` holds for a ``level`` share of the calibration windows (finite-sample corrected)."""
+    offset = max(float(np.median(spread)), 1e-3)
+    scores = np.abs(y - mean) / (spread + offset)
+    rank = min(math.ceil((len(scores) + 1) * level) / len(scores), 1.0)
+    return float(np.quantile(scores, rank, method="higher")), offset
+
+
+def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    """Whole-batch indexing of in-memory tensors (much faster than per-item collation)."""
+    dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle \
+        else SequentialSampler(dataset)
+    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
+
+
+# ----------------------------------------------------------------------------- the task
+class RemainingUsefulLife(Task):
+    """Remaining useful life from sensor histories (see module docstring)."""
+
+    name = "rul"
+    Config = RULConfig
+    EvaluateOptions = EvaluateOptions
+
+    # ----------------------------------------------------------------- model
+    @property
+    def features(self) -> list[str]:
+        return list(self.state["features"])
+
+    def build_model(self) -> nn.Module:
+        s = self.state
+        normalizer = ConditionNormalizer(len(s["settings"]), len(s["sensors"]), s["n_conditions"])
+        return RULEnsemble(normalizer, [self._build_member() for _ in range(self.config.ensemble)])
+
+    def _build_member(self) -> nn.Module:
+        return build_sequence_model(self.config.model, len(self.state["sensors"]), 1, seq_len=self.config.window,
+                                    **self.config.model_options)
+
+    def onnx_signature(self) -> OnnxSignature:
+        example = torch.zeros(2, self.config.window, len(self.features))
+        return OnnxSignature(example_inputs=(example,), input_names=["window"], output_names=OUTPUTS)
+
+    def _read(self, data: Any, split: Literal["train", "test"]) -> SensorHistories:
+        expected = self.features if self.state else None
+        histories = load_histories(data, self.config.data, split, expected_features=expected)
+        for note in histories.notes:
+            print(f"note: {note}")
+        return histories
+
+    def _windows(self, histories: SensorHistories, last_only: bool, stride: int = 1,
+                 short_units: str | None = None) -> Windows:
+        return make_windows(histories, self.features, self.config.window, stride=stride, last_only=last_only,
+                            short_units=short_units or self.config.short_units)
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, data: Any, out_dir: str | Path | None = None) -> "RemainingUsefulLife":
+        cfg, train_cfg = self.config, self.config.training
+        seed_everything(train_cfg.seed)
+        histories = self._read(data, "train")
+        if not histories.has_rul:
+            raise DataError(f"{histories.source} has no RUL information to train on")
+        normalizer_fit = fit_condition_normalizer(histories, cfg.operating_conditions, seed=train_cfg.seed)
+        if normalizer_fit.dropped_sensors:
+            print(f"note: dropped sensors constant within every operating condition: {normalizer_fit.dropped_sensors}")
+        train_units, val_units = split_units(histories.units, train_cfg.val_fraction, train_cfg.seed)
+        self.state = {
+            "features": normalizer_fit.features,
+            "settings": normalizer_fit.settings,
+            "sensors": normalizer_fit.sensors,
+            "dropped_sensors": normalizer_fit.dropped_sensors,
+            "n_conditions": len(normalizer_fit.condition_counts),
+            "condition_counts": normalizer_fit.condition_counts,
+            "notes": histories.notes,
+            "n_train_units": len(train_units),
+            "n_val_units": len(val_units),
+            "input": {"name": "window", "shape": ["batch", cfg.window, len(normalizer_fit.features)],
+                      "dtype": "float32", "columns": normalizer_fit.features,
+                      "values": "raw readings, oldest first; normalisation is inside the graph"},
+        }
+        # windows for training use the configured stride; unit-shorter-than-window policy applies to both sides
+        train_w = self._windows(histories.select_units(train_units), last_only=False, stride=cfg.stride)
+        val_w = self._windows(histories.select_units(val_units), last_only=False)
+        self.data_fingerprint = fingerprint_arrays(histories.frame[histories.features + ["unit", "time"]]
+                                                   .to_numpy(dtype=np.float64))
+        y_train, y_val = train_w.target(cfg.rul_cap), val_w.target(cfg.rul_cap)
+        log_dir = Path(out_dir) / "training" if out_dir is not None else None
+        members, summaries = [], []
+        for k in range(cfg.ensemble):
+            member_cfg = train_cfg.model_copy(update={"seed": train_cfg.seed + k})
+            seed_everything(member_cfg.seed)
+            regressor = WindowRegressor(normalizer_fit.module, self._build_member())
+            module = SupervisedModule(regressor, nn.MSELoss(), member_cfg, task_kind="regression")
+            summary = fit_supervised(
+                module, _loader(train_w.x, y_train, member_cfg.batch_size, True, member_cfg.seed),
+                _loader(val_w.x, y_val, 1024, False, 0), member_cfg,
+                log_dir / f"member_{k}" if log_dir is not None else None)
+            summaries.append(summary)
+            members.append(regressor.model)
+        network = RULEnsemble(normalizer_fit.module, members).eval()
+        with torch.no_grad():
+            outputs = [network(torch.as_tensor(val_w.x[sl])) for sl in batched(len(val_w), 2048)]
+        mean = np.concatenate([o[0].numpy() for o in outputs])
+        spread = np.concatenate([o[3].numpy() for o in outputs])
+        scale, offset = calibrate_interval(y_val, mean, spread, cfg.interval_level)
+        network.interval_scale.fill_(scale)
+        network.interval_offset.fill_(offset)
+        self.state["interval"] = {"method": "deep ensemble + split-conformal scaling on validation units",
+                                  "level": cfg.interval_level, "scale": scale, "offset": offset}
+        self.torch_model = network
+        last = val_w.end_time == pd.Series(val_w.end_time).groupby(val_w.unit).transform("max").to_numpy()
+        self.metrics = {
+            "val_rmse": rul_metrics(y_val, mean)["rmse"],
+            "val_rmse_last_window": rul_metrics(y_val[last], mean[last])["rmse"],
+            "val_interval_coverage": interval_coverage(y_val, np.maximum(mean - scale * (spread + offset), 0),
+                                                       mean + scale * (spread + offset)),
+            "member_val_rmse": [math.sqrt(s["best_score"]) if s["best_score"] is not None else None
+                                for s in summaries],
+            "epochs_run": [s["epochs_run"] for s in summaries],
+            "n_train_windows": len(train_w),
+            "n_val_windows": len(val_w),
+        }
+        self.export()
+        if out_dir is not None and all(s["is_global_zero"] for s in summaries):
+            self.save(out_dir)
+        return self
+
+    # ----------------------------------------------------------------- inference (always ONNX Runtime)
+    def run_windows(self, windows: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
+        """RUL, interval and spread for raw windows (n, window, features), through ONNX Runtime."""
+        return self.runtime.run_batches({"window": windows[sl]} for sl in batched(len(windows), batch_size))
+
+    def evaluate(self, data: Any, report_dir: str | Path | None = None, **options: Any) -> dict[str, Any]:
+        opts = self.EvaluateOptions(**options)
+        histories = self._read(data, "test")
+        if not histories.has_rul:
+            raise DataError(f"{histories.source} has no true RUL: give a C-MAPSS folder with RUL_<subset>.txt or a table "
+                            f"with a {self.config.data.rul_column!r} column (at least at each unit's last row)")
+        last = self._windows(histories, last_only=True)
+        out = self.run_windows(last.x)
+        cap = self.config.rul_cap
+        capped = piecewise_rul(last.rul, cap)
+        metrics = rul_metrics(capped, out["rul"], out["lower"], out["upper"])
+        raw = rul_metrics(last.rul, out["rul"], out["lower"], out["upper"])
+        result = {
+            **metrics,
+            "rmse_raw": raw["rmse"],
+            "mae_raw": raw["mae"],
+            "nasa_score_raw": raw["nasa_score"],
+            "interval_coverage_raw": raw["interval_coverage"],
+            "interval_level": self.config.interval_level,
+            "n_units": int(len(last)),
+            "n_padded_units": int(last.padded.sum()),
+            "rul_cap": cap,
+            "protocol": "last window of each unit; rmse/mae/nasa_score/interval_coverage against true RUL capped "
+                        "at rul_cap, *_raw against true RUL as given",
+        }
+        if report_dir is not None:
+            from .rul_report import write_rul_report
+
+            units = pd.DataFrame({"unit": last.unit, "true_rul": last.rul, "true_rul_capped": capped,
+                                  "predicted": out["rul"], "lower": out["lower"], "upper": out["upper"],
+                                  "spread": out["spread"]})
+            result["report"] = str(write_rul_report(self, histories, units, result, report_dir,
+                                                    trajectories=opts.trajectories))
+        return to_jsonable(result)
+
+    def predict(self, inputs: Sequence[Any], out_dir: str | Path | None = None,
+                explain: bool = False) -> list[dict[str, Any]]:
+        """RUL and interval for the most recent window of every unit in each input (CSV/Parquet/C-MAPSS
+        file or DataFrame of recent cycles). With ``explain``, the sensors that drove each prediction."""
+        results: list[dict[str, Any]] = []
+        if isinstance(inputs, (str, Path, pd.DataFrame)):
+            inputs = [inputs]
+        for item in inputs:
+            histories = self._read(item, "test")
+            last = self._windows(histories, last_only=True)
+            out = self.run_windows(last.x)
+            attributions = self.sensor_attributions(last.x) if explain else None
+            for i in range(len(last)):
+                row = {"input": histories.source, "unit": last.unit[i], "last_time": last.end_time[i],
+                       "rul": out["rul"][i], "lower": out["lower"][i], "upper": out["upper"][i],
+                       "spread": out["spread"][i], "interval_level": self.config.interval_level,
+                       "padded": bool(last.padded[i])}
+                if attributions is not None:
+                    from ..explain_sensors import top_features
+
+                    row["top_sensors"] = top_features(attributions[i], self.features, k=5)
+                results.append(to_jsonable(row))
+        if out_dir is not None:
+            out = Path(out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame([{k: v for k, v in r.items() if k != "top_sensors"} for r in results]).to_csv(
+                out / "rul_predictions.csv", index=False)
+        return results
+
+    # ----------------------------------------------------------------- explanations
+    def attribution_baselines(self, windows: np.ndarray) -> np.ndarray:
+        """Each window with its sensors set to the mean reading of its operating condition (the healthy
+        fleet average), settings unchanged: the reference integrated gradients start from."""
+        network = self.require_model()
+        norm = network.normalizer
+        with torch.no_grad():
+            x = torch.as_tensor(windows, dtype=torch.float32)
+            base = x.clone()
+            base[..., norm.n_settings:] = norm.sensor_mean[norm.conditions(x)]
+        return base.numpy()
+
+    def sensor_attributions(self, windows: np.ndarray, n_steps: int = 32) -> np.ndarray:
+        """Integrated-gradients attribution of the mean RUL to each input column, summed over the window:
+        (n, features). Computed on the torch model (gradients), which the ONNX graph was exported from."""
+        from ..explain_sensors import integrated_gradients, per_feature
+
+        network = self.require_model().eval()
+        attributions = integrated_gradients(network.mean_rul, windows, self.attribution_baselines(windows),
+                                            n_steps=n_steps)
+        return per_feature(attributions)
+
+    # ----------------------------------------------------------------- demo
+    @classmethod
+    def demo(cls, out_dir: Path) -> dict[str, Any]:
+        """Simulate a fleet (3 operating conditions), train a 3-member CNN ensemble, evaluate, predict."""
+        from ..data.degradation_simulator import write_degradation_dataset
+
+        out = Path(out_dir)
+        paths = write_degradation_dataset(out / "data", n_train=40, n_test=20, seed=0)
+        task = cls(window=20, ensemble=3, training={"epochs": 12, "patience": 4, "progress": False},
+                   data={"setting_columns": ["setting_1", "setting_2"]})
+        task.fit(paths["train"], out / "model")
+        metrics = task.evaluate(paths["test"], report_dir=out / "report")
+        predictions = task.predict([paths["recent"]], explain=True)
+        return {
+            "task": cls.name,
+            "rmse": metrics["rmse"],
+            "nasa_score": metrics["nasa_score"],
+            "interval_coverage": metrics["interval_coverage"],
+            "n_units": metrics["n_units"],
+            "operating_conditions": task.state["n_conditions"],
+            "dropped_sensors": task.state["dropped_sensors"],
+            "first_prediction": predictions[0],
+            "model_dir": str(out / "model"),
+            "report": metrics["report"],
+        }
+
+
+__all__ = ["RULConfig", "RULEnsemble", "RemainingUsefulLife", "WindowRegressor", "calibrate_interval"]

@@ -1,0 +1,123 @@
+"""The rul task end to end on simulated fleets: fit, evaluate, predict, export parity, save/load, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from shopfloor.data.degradation_simulator import write_degradation_dataset
+from shopfloor.errors import ConfigError, DataError
+from shopfloor.explain_sensors import integrated_gradients
+from shopfloor.tasks import get_task
+from shopfloor.tasks.rul import RemainingUsefulLife
+
+EVALUATE_KEYS = {"rmse", "mae", "nasa_score", "rmse_raw", "nasa_score_raw", "interval_coverage", "n_units"}
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rul")
+    paths = write_degradation_dataset(root / "data", n_train=12, n_test=6, seed=3, life_range=(50, 90))
+    task = RemainingUsefulLife(window=15, ensemble=2, explain_units=2,
+                               data={"setting_columns": ["setting_1", "setting_2"]},
+                               training={"epochs": 2, "batch_size": 64, "progress": False})
+    task.fit(paths["train"], root / "model")
+    return task, paths, root
+
+
+def test_registered():
+    assert get_task("rul") is RemainingUsefulLife
+
+
+def test_fit_state_and_artifact(fitted):
+    task, _, root = fitted
+    assert task.state["n_conditions"] == 3
+    assert task.state["dropped_sensors"] == ["sensor_8"]
+    assert task.state["n_train_units"] + task.state["n_val_units"] == 12
+    assert 0 < task.metrics["val_interval_coverage"] <= 1
+    manifest = json.loads((root / "model" / "manifest.json").read_text())
+    assert manifest["task"] == "rul" and manifest["state"]["features"] == task.features
+
+
+def test_evaluate_keys_and_report(fitted, tmp_path):
+    task, paths, _ = fitted
+    result = task.evaluate(paths["test"], report_dir=tmp_path / "report")
+    assert EVALUATE_KEYS <= set(result)
+    assert result["n_units"] == 6
+    assert result["rmse"] <= result["rmse_raw"] + 1e-9 or result["rmse"] >= 0  # both computed
+    assert 0 <= result["interval_coverage"] <= 1
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "trajectories.png" in html and "attribution_mean.png" in html
+    json.dumps(result)
+
+
+def test_predict_one_row_per_unit_with_interval(fitted, tmp_path):
+    task, paths, _ = fitted
+    rows = task.predict([paths["recent"]], out_dir=tmp_path, explain=True)
+    assert [r["unit"] for r in rows] == list(range(1000, 1006))
+    for r in rows:
+        assert 0 <= r["lower"] <= r["rul"] <= r["upper"]
+        assert len(r["top_sensors"]) == 5
+    assert (tmp_path / "rul_predictions.csv").is_file()
+    json.dumps(rows)
+
+
+def test_onnx_matches_torch_and_reload(fitted):
+    task, paths, root = fitted
+    recent = pd.read_csv(paths["recent"])
+    histories = task._read(recent, "test")
+    windows = task._windows(histories, last_only=False).x
+    onnx_out = task.run_windows(windows)
+    with torch.no_grad():
+        torch_out = task.torch_model(torch.as_tensor(windows))
+    for name, value in zip(["rul", "lower", "upper", "spread"], torch_out):
+        np.testing.assert_allclose(onnx_out[name], value.numpy(), atol=1e-3, rtol=1e-4)
+    loaded = RemainingUsefulLife.load(root / "model")
+    again = loaded.predict([recent])
+    first = task.predict([recent])
+    assert [r["rul"] for r in again] == pytest.approx([r["rul"] for r in first], abs=1e-4)
+
+
+def test_integrated_gradients_completeness(fitted):
+    task, paths, _ = fitted
+    histories = task._read(paths["recent"], "test")
+    x = task._windows(histories, last_only=True).x[:3]
+    base = task.attribution_baselines(x)
+    attributions = integrated_gradients(task.torch_model.mean_rul, x, base, n_steps=64)
+    with torch.no_grad():
+        delta = (task.torch_model.mean_rul(torch.as_tensor(x)) - task.torch_model.mean_rul(torch.as_tensor(base)))
+    np.testing.assert_allclose(attributions.sum(axis=(1, 2)), delta.numpy(), atol=0.05 * float(delta.abs().max()) + 0.05)
+    n_settings = len(task.state["settings"])
+    assert np.abs(attributions[..., :n_settings]).max() < 1e-6  # settings equal the baseline's
+
+
+def test_evaluate_needs_truth_and_predict_needs_columns(fitted, tmp_path):
+    task, paths, _ = fitted
+    with pytest.raises(DataError, match="no true RUL"):
+        task.evaluate(paths["recent"])
+    pd.read_csv(paths["recent"]).drop(columns=["sensor_3"]).to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(DataError, match="sensor_3"):
+        task.predict([tmp_path / "r.csv"])
+
+
+def test_short_test_units_error_then_pad(fitted, tmp_path):
+    task, paths, _ = fitted
+    recent = pd.read_csv(paths["recent"])
+    recent = recent[~((recent["unit"] == 1001) & (recent["time"] > 5))]
+    with pytest.raises(DataError, match=r"1001 \(5 rows\).*--short-units pad"):
+        task.predict([recent])
+    padded = RemainingUsefulLife(task.config.model_dump() | {"short_units": "pad"})
+    padded.state, padded.torch_model = task.state, task.torch_model
+    rows = padded.predict([recent])
+    assert [r["padded"] for r in rows] == [False, True, False, False, False, False]
+
+
+def test_bad_config_is_config_error():
+    with pytest.raises(ConfigError):
+        RemainingUsefulLife(model="resnet")
+    with pytest.raises(ConfigError):
+        RemainingUsefulLife(interval_level=1.5)
