@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import require_dataset, throughput, write_result  # noqa: E402
+from common import matmul_gflops, require_dataset, throughput, write_result  # noqa: E402
 
 from shopfloor.data.images import read_images, to_model_input  # noqa: E402
 from shopfloor.data.split import stratified_split  # noqa: E402
@@ -25,6 +25,7 @@ def main() -> None:
     root = require_dataset("neu_surface_defects") / "images"
     data = LabelledImages.from_folder(root)
     train_idx, test_idx = stratified_split(data.labels, 0.2, seed=0)
+    gflops_at_start = matmul_gflops()
     task = DefectClassification(training={"seed": 0})
     start = time.perf_counter()
     task.fit(data.subset(train_idx), out_dir=Path(__file__).parent / "work" / "neu_model")
@@ -54,7 +55,7 @@ def main() -> None:
         "image_size": task.config.image_size, "n_train": len(train_idx), "n_test": metrics["n_test"],
         "accuracy": metrics["accuracy"], "errors": errors, "macro_f1": metrics["macro_f1"],
         "per_class": metrics["per_class"], "train_seconds": train_seconds, "epochs_run": task.metrics["epochs_run"],
-        **speed,
+        **speed, "matmul_gflops_at_start": gflops_at_start,
     })
 
 

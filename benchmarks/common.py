@@ -28,13 +28,27 @@ def require_dataset(name: str) -> Path:
     return path
 
 
+def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul right now: tells how much of the CPU this run really had."""
+    import torch
+
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
 def machine() -> dict[str, Any]:
     import torch
 
     from shopfloor.artifact import library_versions
 
     return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "versions": library_versions()}
+            "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
+            "matmul_gflops_at_end": round(matmul_gflops(), 1), "versions": library_versions()}
 
 
 def write_result(name: str, figures: dict[str, Any]) -> Path:
