@@ -268,21 +268,24 @@ class DefectClassification(Task):
         return metrics
 
     def predict(self, inputs: Sequence[str | Path], out_dir: str | Path | None = None,
-                explain: bool = False) -> list[dict[str, Any]]:
+                explain: bool = False, chunk: int = 256) -> list[dict[str, Any]]:
         paths = expand_inputs(inputs)
-        images = read_images(paths, self.image_spec)
-        probs = self._probabilities(images)
-        results = []
-        for path, p in zip(paths, probs):
-            k = int(p.argmax())
-            results.append({"path": str(path), "label": self.classes[k], "confidence": float(p[k]),
-                            "probabilities": {c: float(v) for c, v in zip(self.classes, p)}})
-        if explain:
-            from .defect_classification_report import write_explanations
+        results: list[dict[str, Any]] = []
+        for sl in batched(len(paths), chunk):  # bounded memory for large folders
+            images = read_images(paths[sl], self.image_spec)
+            probs = self._probabilities(images)
+            part = []
+            for path, p in zip(paths[sl], probs):
+                k = int(p.argmax())
+                part.append({"path": str(path), "label": self.classes[k], "confidence": float(p[k]),
+                             "probabilities": {c: float(v) for c, v in zip(self.classes, p)}})
+            if explain:
+                from .defect_classification_report import write_explanations
 
-            out = Path(out_dir) if out_dir is not None else Path("explanations")
-            for result, file in zip(results, write_explanations(out, self, paths, images, probs.argmax(1))):
-                result["explanation"] = str(file)
+                out = Path(out_dir) if out_dir is not None else Path("explanations")
+                for result, file in zip(part, write_explanations(out, self, paths[sl], images, probs.argmax(1))):
+                    result["explanation"] = str(file)
+            results.extend(part)
         return results
 
     @classmethod
