@@ -50,13 +50,14 @@ class ConvNet1d(nn.Module):
     convolution neural networks": ``num_layers`` same-padded convolutions along time (``filters`` each,
     kernel ``kernel_size``), a 1-filter convolution (kernel 3), then flatten -> dropout -> FC -> output.
 
+    ``batch_norm`` adds batch normalisation after each of those convolutions (faster convergence).
     ``pooling="flatten"`` (the paper) needs the sequence length ``seq_len``; ``pooling="avg"`` averages
     over time instead and accepts any length (useful for long vibration segments).
     """
 
     def __init__(self, in_channels: int, out_features: int, seq_len: int | None = None, filters: int = 10,
                  kernel_size: int = 10, num_layers: int = 4, head_hidden: int = 100, dropout: float = 0.5,
-                 activation: str = "tanh", pooling: str = "flatten"):
+                 activation: str = "tanh", pooling: str = "flatten", batch_norm: bool = False):
         super().__init__()
         act = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}.get(activation)
         if act is None:
@@ -68,7 +69,8 @@ class ConvNet1d(nn.Module):
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(num_layers):
-            layers += [nn.Conv1d(channels, filters, kernel_size, padding="same"), act()]
+            layers.append(nn.Conv1d(channels, filters, kernel_size, padding="same"))
+            layers += [nn.BatchNorm1d(filters), act()] if batch_norm else [act()]
             channels = filters
         layers += [nn.Conv1d(channels, 1 if pooling == "flatten" else filters, 3, padding="same"), act()]
         self.features = nn.Sequential(*layers)

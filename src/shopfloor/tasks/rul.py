@@ -15,6 +15,7 @@ interval all live inside it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -28,7 +29,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 
 from ..artifact import fingerprint_arrays
 from ..config import StrictModel, TrainingConfig
-from ..data.sensor_histories import HistorySpec, SensorHistories, load_histories
+from ..data.sensor_histories import TIME, HistorySpec, SensorHistories, load_histories
 from ..data.windows import (
     DEFAULT_RUL_CAP,
     ConditionNormalizer,
@@ -67,8 +68,12 @@ class RULConfig(StrictModel):
         "auto", description="operating conditions to cluster the settings into ('auto' finds them; 1 = none)")
     short_units: Literal["error", "pad", "skip"] = Field(
         "error", description="units shorter than the window: error, pad (repeat the first reading) or skip")
+    age_feature: bool = Field(
+        True, description="feed the time column (cycles since the unit's history began) to the model as an input; "
+        "needs real cycle counts at predict time")
     model: Literal[tuple(SEQUENCE_MODELS)] = Field("cnn1d", description="sequence model")  # type: ignore[valid-type]
     model_options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the model class")
+    epoch_windows: int = Field(16384, ge=0, description="training windows drawn at random per epoch (0 = all)")
     ensemble: int = Field(5, ge=1, description="ensemble members (different seeds); their spread gives the interval")
     interval_level: float = Field(0.9, gt=0, lt=1, description="nominal coverage of the prediction interval")
     explain_units: int = Field(6, ge=0, description="test units whose trajectories and attributions the report shows")
@@ -133,10 +138,13 @@ def calibrate_interval(y: np.ndarray, mean: np.ndarray, spread: np.ndarray, leve
     return float(np.quantile(scores, rank, method="higher")), offset
 
 
-def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    """Whole-batch indexing of in-memory tensors (much faster than per-item collation)."""
+def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int,
+            per_epoch: int = 0) -> DataLoader:
+    """Whole-batch indexing of in-memory tensors (much faster than per-item collation); with ``shuffle``,
+    each epoch draws ``per_epoch`` windows at random without replacement (0 = all)."""
     dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
-    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle \
+    n = min(len(dataset), per_epoch) if per_epoch else len(dataset)
+    sampler = RandomSampler(dataset, num_samples=n, generator=torch.Generator().manual_seed(seed)) if shuffle \
         else SequentialSampler(dataset)
     return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
 
@@ -152,7 +160,13 @@ class RemainingUsefulLife(Task):
     # ----------------------------------------------------------------- model
     @property
     def features(self) -> list[str]:
+        """The model's input columns, in order (the time column appears as ``time`` with ``age_feature``)."""
         return list(self.state["features"])
+
+    @property
+    def data_columns(self) -> list[str]:
+        """The columns an input table must provide besides unit and time."""
+        return [c for c in self.features if c != TIME]
 
     def build_model(self) -> nn.Module:
         s = self.state
@@ -168,7 +182,7 @@ class RemainingUsefulLife(Task):
         return OnnxSignature(example_inputs=(example,), input_names=["window"], output_names=OUTPUTS)
 
     def _read(self, data: Any, split: Literal["train", "test"]) -> SensorHistories:
-        expected = self.features if self.state else None
+        expected = self.data_columns if self.state else None
         histories = load_histories(data, self.config.data, split, expected_features=expected)
         for note in histories.notes:
             print(f"note: {note}")
@@ -186,6 +200,8 @@ class RemainingUsefulLife(Task):
         histories = self._read(data, "train")
         if not histories.has_rul:
             raise DataError(f"{histories.source} has no RUL information to train on")
+        if cfg.age_feature:
+            histories = dataclasses.replace(histories, sensors=[*histories.sensors, TIME])
         normalizer_fit = fit_condition_normalizer(histories, cfg.operating_conditions, seed=train_cfg.seed)
         if normalizer_fit.dropped_sensors:
             print(f"note: dropped sensors constant within every operating condition: {normalizer_fit.dropped_sensors}")
@@ -202,7 +218,8 @@ class RemainingUsefulLife(Task):
             "n_val_units": len(val_units),
             "input": {"name": "window", "shape": ["batch", cfg.window, len(normalizer_fit.features)],
                       "dtype": "float32", "columns": normalizer_fit.features,
-                      "values": "raw readings, oldest first; normalisation is inside the graph"},
+                      "values": "raw readings, oldest first; normalisation is inside the graph",
+                      "time": "the unit's time column (cycles since its history began)" if cfg.age_feature else "unused"},
         }
         # windows for training use the configured stride; unit-shorter-than-window policy applies to both sides
         train_w = self._windows(histories.select_units(train_units), last_only=False, stride=cfg.stride)
@@ -218,7 +235,7 @@ class RemainingUsefulLife(Task):
             regressor = WindowRegressor(normalizer_fit.module, self._build_member())
             module = SupervisedModule(regressor, nn.MSELoss(), member_cfg, task_kind="regression")
             summary = fit_supervised(
-                module, _loader(train_w.x, y_train, member_cfg.batch_size, True, member_cfg.seed),
+                module, _loader(train_w.x, y_train, member_cfg.batch_size, True, member_cfg.seed, cfg.epoch_windows),
                 _loader(val_w.x, y_val, 1024, False, 0), member_cfg,
                 log_dir / f"member_{k}" if log_dir is not None else None)
             summaries.append(summary)
