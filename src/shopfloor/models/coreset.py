@@ -39,7 +39,10 @@ def greedy_coreset(features: torch.Tensor | np.ndarray, size: int, projection_di
     if size == n:
         return torch.arange(n)
     proj = random_projection(feats, projection_dim, seed=seed)
-    sq = (proj * proj).sum(dim=1)
+    sq = torch.empty(n)
+    for start in range(0, n, chunk):
+        block = proj[start:start + chunk]
+        sq[start:start + chunk] = (block * block).sum(dim=1)
     min_dist = torch.full((n,), float("inf"))
     selected = torch.empty(size, dtype=torch.long)
     current = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed)).item())

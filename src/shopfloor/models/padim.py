@@ -62,7 +62,10 @@ class Padim(nn.Module):
 
     def patch_scores(self, images: torch.Tensor) -> torch.Tensor:
         """Mahalanobis distance of every patch to its position's Gaussian: ``[B, h, w]``."""
-        feats = self.extractor(images)
+        return self.feature_scores(self.extractor(images))
+
+    def feature_scores(self, feats: torch.Tensor) -> torch.Tensor:
+        """Patch scores from already extracted features ``[B, C, h, w]``."""
         b, c, h, w = feats.shape
         delta = feats.permute(2, 3, 0, 1).reshape(h * w, b, c) - self.mean.unsqueeze(1)  # [P, B, C]
         left = torch.bmm(delta, self.inv_covariance)  # [P, B, C]

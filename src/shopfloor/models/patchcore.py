@@ -130,7 +130,10 @@ class PatchCore(nn.Module):
 
     def patch_scores(self, images: torch.Tensor) -> torch.Tensor:
         """Distance of every patch to its nearest bank entry: ``[B, h, w]``."""
-        feats = self.extractor(images)
+        return self.feature_scores(self.extractor(images))
+
+    def feature_scores(self, feats: torch.Tensor) -> torch.Tensor:
+        """Patch scores from already extracted features ``[B, C, h, w]``."""
         b, c, h, w = feats.shape
         q = feats.permute(0, 2, 3, 1).reshape(b * h * w, c)
         cross = torch.matmul(q, self.memory_bank.t())  # [BHW, M]

@@ -206,12 +206,14 @@ class AnomalyDetection(Task):
         bank_source, held_source = pick(bank_idx), pick(held_idx)
 
         model = self.build_model(pretrained=cfg.pretrained).eval()
+        self._extract = self._feature_extractor(model)
         with torch.no_grad():
             if isinstance(model, PatchCore):
                 self._fit_patchcore(model, bank_source)
             else:
                 self._fit_padim(model, bank_source)
             self._calibrate(model, held_source, dataset.validation if dataset else [])
+        del self._extract
         self.torch_model = model
         if isinstance(good, np.ndarray):
             self.data_fingerprint = fingerprint_arrays(good)
@@ -229,6 +231,16 @@ class AnomalyDetection(Task):
             self.save(out_dir)
         return self
 
+    def _feature_extractor(self, model: nn.Module):
+        """The backbone part exported and run in ONNX Runtime (several times faster than eager torch on CPU;
+        it matches torch to ~1e-5): batch ``[B, 3, H, W]`` -> features ``[B, C, h, w]``."""
+        from ..runtime import OnnxModel, export_onnx
+
+        spec = self.image_spec
+        onnx = export_onnx(model.extractor, (torch.zeros(1, 3, spec.height, spec.width),), ["images"], ["features"])
+        session = OnnxModel(onnx, device=self.training.device)
+        return lambda batch: torch.from_numpy(session.run(images=batch.numpy())["features"])
+
     def _fit_patchcore(self, model: PatchCore, source: list[Path] | np.ndarray) -> None:
         cfg = self.config
         gh, gw = model.extractor.grid
@@ -241,7 +253,7 @@ class AnomalyDetection(Task):
         gen = torch.Generator().manual_seed(cfg.training.seed)
         row = 0
         for batch in self._batches(source, "extracting features"):
-            feats = model.extractor(batch)
+            feats = self._extract(batch)
             rows = feats.permute(0, 2, 3, 1).reshape(feats.shape[0], per_image, c)
             if keep < per_image:
                 idx = torch.stack([torch.randperm(per_image, generator=gen)[:keep] for _ in range(len(rows))])
@@ -263,7 +275,7 @@ class AnomalyDetection(Task):
     def _fit_padim(self, model: Padim, source: list[Path] | np.ndarray) -> None:
         acc = model.accumulator()
         for batch in self._batches(source, "extracting features"):
-            acc.update(model.extractor(batch))
+            acc.update(self._extract(batch))
         mean, inv_cov = acc.finalize(self.config.padim_regularization)
         model.set_gaussians(mean, inv_cov)
         self.state.update(patch_grid=list(model.extractor.grid))
@@ -272,7 +284,7 @@ class AnomalyDetection(Task):
                     desc: str) -> tuple[np.ndarray, np.ndarray]:
         scores, maps = [], []
         for batch in self._batches(source, desc):
-            s, m = model.raw(batch)
+            s, m = model.head.raw(model.feature_scores(self._extract(batch)))
             scores.append(s.numpy())
             maps.append(m.numpy())
         return np.concatenate(scores), np.concatenate(maps)
