@@ -14,6 +14,7 @@ _REGISTRY: dict[str, str] = {
     "defect-classification": "shopfloor.tasks.defect_classification:DefectClassification",
     "anomaly-detection": "shopfloor.tasks.anomaly_detection:AnomalyDetection",
     "fault-diagnosis": "shopfloor.tasks.fault_diagnosis:FaultDiagnosis",
+    "failure-prediction": "shopfloor.tasks.failure_prediction:FailurePrediction",
     "rul": "shopfloor.tasks.rul:RemainingUsefulLife",
 }
 

@@ -1,0 +1,120 @@
+"""Tabular reading, schema fitting and the shared encoder: errors for missing/unknown columns, NaN, categories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from shopfloor.data.synthetic_tabular import make_process_records
+from shopfloor.data.tabular import AI4I_DERIVED, binary_column, encode, fit_schema, parse_derived, read_table
+from shopfloor.errors import DataError
+from shopfloor.models.tabular import TabularFeatures
+
+EXCLUDE = ["Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF", "UDI", "Product ID"]
+
+
+@pytest.fixture()
+def records():
+    return make_process_records(600, seed=1)
+
+
+def test_csv_with_bom_and_parquet(tmp_path, records):
+    path = tmp_path / "r.csv"
+    path.write_bytes(records.to_csv(index=False).encode("utf-8-sig"))
+    assert list(read_table(path).columns) == list(records.columns)
+    records.to_parquet(tmp_path / "r.parquet")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "r.parquet"), records)
+    with pytest.raises(DataError, match="does not exist"):
+        read_table(tmp_path / "none.csv")
+    (tmp_path / "r.txt").write_text("a")
+    with pytest.raises(DataError, match="not a table"):
+        read_table(tmp_path / "r.txt")
+
+
+def test_schema_types_derived_and_constant(records):
+    records["Line"] = "A"
+    schema = fit_schema(records, EXCLUDE, derived=AI4I_DERIVED)
+    assert schema.categorical == {"Type": ["H", "L", "M"]}
+    assert "Torque [Nm]" in schema.numeric and schema.dropped_constant == ["Line"]
+    assert [str(d) for d in schema.derived] == [s.replace("  ", " ") for s in AI4I_DERIVED]
+    numeric, categorical = encode(records, schema)
+    assert numeric.shape == (600, 5) and categorical.shape == (600, 1) and numeric.dtype == np.float32
+
+
+def test_identifier_like_column_is_refused(records):
+    with pytest.raises(DataError, match="looks like an identifier"):
+        fit_schema(records, ["Machine failure"])
+
+
+def test_derived_feature_parsing():
+    columns = ["Torque [Nm]", "Rotational speed [rpm]", "a-b", "c"]
+    d = parse_derived("power = Torque [Nm] * Rotational speed [rpm]", columns)
+    assert (d.left, d.op, d.right) == ("Torque [Nm]", "*", "Rotational speed [rpm]")
+    assert parse_derived("x = a-b - c", columns).left == "a-b"
+    with pytest.raises(DataError, match="two known numeric columns"):
+        parse_derived("y = Torque * speed", columns)
+
+
+def test_encode_errors_missing_column_nan_unknown_category(records):
+    schema = fit_schema(records, EXCLUDE)
+    with pytest.raises(DataError, match=r"missing feature column \['Torque \[Nm\]'\]"):
+        encode(records.drop(columns=["Torque [Nm]"]), schema)
+    broken = records.copy()
+    broken.loc[3, "Torque [Nm]"] = np.nan
+    with pytest.raises(DataError, match=r"'Torque \[Nm\]' has 1 missing or infinite values \(rows \[3\]\)"):
+        encode(broken, schema)
+    broken.loc[3, "Torque [Nm]"] = np.inf
+    with pytest.raises(DataError, match="missing or infinite"):
+        encode(broken, schema)
+    odd = records.copy()
+    odd.loc[5, "Type"] = "X"
+    with pytest.raises(DataError, match=r"categories never seen in training: \['X'\]"):
+        encode(odd, schema)
+    text = records.astype({"Tool wear [min]": object})
+    text.loc[2, "Tool wear [min]"] = "worn"
+    with pytest.raises(DataError, match="must be numeric"):
+        encode(text, schema)
+
+
+def test_impute_uses_training_statistics(records):
+    schema = fit_schema(records, EXCLUDE, impute=True)
+    broken = records.copy()
+    broken.loc[0, "Torque [Nm]"] = np.nan
+    broken.loc[1, "Type"] = None
+    numeric, categorical = encode(broken, schema)
+    assert numeric[0, schema.numeric.index("Torque [Nm]")] == pytest.approx(records["Torque [Nm]"].median())
+    assert schema.categorical["Type"][categorical[1, 0]] == records["Type"].mode().iloc[0]
+
+
+def test_binary_columns_are_checked(records):
+    records.loc[4, "HDF"] = 2
+    with pytest.raises(DataError, match="only 0 and 1; rows \\[4\\]"):
+        binary_column(records, "HDF")
+    with pytest.raises(DataError, match="missing column"):
+        binary_column(records, "XYZ")
+
+
+def test_features_module_derives_scales_and_one_hot():
+    numeric = torch.tensor([[2.0, 3.0], [4.0, 5.0], [6.0, 1.0]])
+    categorical = torch.tensor([[0], [2], [1]])
+    features = TabularFeatures(2, derived=[(0, "*", 1), (0, "-", 1)], category_sizes=[3], n_bins=2, crosses=[(2, 0)])
+    features.fit(numeric, categorical)
+    out = features(numeric, categorical)
+    assert out.shape == (3, 7 * 3 + 3)
+    raw = features.unscaled(numeric, categorical)
+    torch.testing.assert_close(raw[:, 2], torch.tensor([6.0, 20.0, 6.0]))
+    torch.testing.assert_close(raw[:, 3], torch.tensor([-1.0, -1.0, 5.0]))
+    torch.testing.assert_close(raw[:, 4:], torch.tensor([[6.0, 0, 0], [0, 0, 20.0], [0, 6.0, 0]]))  # power x category
+    torch.testing.assert_close(out[:, :7].mean(dim=0), torch.zeros(7), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[:, -3:], torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, 1, 0]]))
+
+
+def test_tree_bins_put_a_step_at_the_rule_threshold():
+    x = torch.linspace(0, 100, 2001).unsqueeze(1)
+    y = (x[:, 0] > 37.0).float().unsqueeze(1)
+    features = TabularFeatures(1, n_bins=4)
+    features.fit(x, torch.zeros(len(x), 0, dtype=torch.long), y)
+    steps = features.bin_left[0] + features.bin_width[0] / 2
+    assert torch.isclose(steps, torch.tensor(37.0), atol=0.06).any()
