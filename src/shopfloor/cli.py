@@ -229,14 +229,17 @@ def demo(
         summaries = run_demo(out, only)
     except ShopfloorError as exc:
         _fail(exc)
-    table = Table(title="shopfloor demo")
+    table = Table(title="shopfloor demo (synthetic data; test figures on held-out synthetic data)")
     table.add_column("task")
     table.add_column("result")
-    table.add_column("report")
+    table.add_column("seconds", justify="right")
     for s in summaries:
-        figures = ", ".join(f"{k}={v:.3f}" for k, v in s.items() if isinstance(v, float))
-        table.add_row(s["task"], figures, str(s.get("report", "")))
+        figures = ", ".join(f"{k}={v:.3f}" for k, v in s.items() if isinstance(v, float) and k != "seconds")
+        table.add_row(s["task"], figures, f"{s['seconds']:.0f}")
     console.print(table)
+    for s in summaries:
+        console.print(f"[bold]{s['task']}[/] report: {s.get('report')}  model: {s.get('model', '')}",
+                      soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover
