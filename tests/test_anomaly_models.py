@@ -47,8 +47,23 @@ def test_gaussian_accumulator_matches_numpy():
     np.testing.assert_allclose(inv[1].numpy(), np.linalg.inv(cov), rtol=1e-4, atol=1e-4)
 
 
+def test_map_head_matrices_equal_upsample_then_reflect_blur():
+    import torch.nn.functional as F
+
+    from shopfloor.models.patchcore import gaussian_kernel1d
+
+    head = AnomalyMapHead((48, 64), (6, 8), sigma=3.0)
+    patch = torch.rand(2, 6, 8)
+    k = gaussian_kernel1d(3.0)
+    r = k.numel() // 2
+    ref = F.interpolate(patch.unsqueeze(1), size=(48, 64), mode="bilinear", align_corners=False)
+    ref = F.conv2d(F.pad(ref, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    ref = F.conv2d(F.pad(ref, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1)).squeeze(1)
+    torch.testing.assert_close(head.raw(patch)[1], ref, atol=1e-5, rtol=1e-5)
+
+
 def test_map_head_threshold_is_half_and_order_kept():
-    head = AnomalyMapHead((32, 32), sigma=2.0)
+    head = AnomalyMapHead((32, 32), (4, 4), sigma=2.0)
     head.set_calibration(image_threshold=1.0, image_scale=0.5, pixel_threshold=1.0, pixel_scale=0.5)
     patch = torch.zeros(3, 4, 4)
     patch[1, 1, 1] = 5.0

@@ -46,7 +46,7 @@ class Padim(nn.Module):
                  blocks: tuple[int, ...] = DEFAULT_BLOCKS, sigma: float = 4.0, pretrained: bool = True):
         super().__init__()
         self.extractor = PatchFeatures(backbone, image_size, blocks, pretrained)
-        self.head = AnomalyMapHead(image_size, sigma)
+        self.head = AnomalyMapHead(image_size, self.extractor.grid, sigma)
         c = self.extractor.channels
         h, w = self.extractor.grid
         self.register_buffer("mean", torch.zeros(h * w, c))

@@ -56,22 +56,38 @@ def gaussian_kernel1d(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
+def upsample_blur_matrix(n_in: int, n_out: int, kernel: torch.Tensor) -> torch.Tensor:
+    """``[n_out, n_in]`` matrix of 1-D bilinear upsampling (align_corners=False) followed by a Gaussian
+    blur with reflect padding: the separable factor of the map head's upsample-and-smooth step."""
+    basis = torch.eye(n_in).view(n_in, 1, n_in, 1)
+    up = F.interpolate(basis, size=(n_out, 1), mode="bilinear", align_corners=False)
+    r = kernel.numel() // 2
+    if r > 0:
+        up = F.conv2d(F.pad(up, (0, 0, r, r), mode="reflect"), kernel.view(1, 1, -1, 1))
+    return up.view(n_in, n_out).t().contiguous()
+
+
 class AnomalyMapHead(nn.Module):
     """Patch scores ``[B, h, w]`` -> (normalised image score ``[B]``, normalised map ``[B, H, W]``).
 
     The raw map is the patch-score grid upsampled bilinearly to the image size and smoothed with a
-    separable Gaussian (``sigma`` in pixels, reflect padding). The raw image score is the maximum of
-    the smoothed map, so an image is flagged exactly when some pixel of its map passes the pixel
-    threshold under the good-only rule. Normalisation: ``sigmoid((raw - threshold) / scale)``, so
-    0.5 is the decision threshold and the ranking of scores is preserved (nothing is clipped).
+    separable Gaussian (``sigma`` in pixels, reflect padding). Both steps are linear and separable, so
+    they run as two small matmuls ``rows @ scores @ cols.T`` (much faster in ONNX Runtime than
+    single-channel convolutions). The raw image score is the maximum of the smoothed map, so an image is
+    flagged exactly when some pixel of its map passes the pixel threshold under the good-only rule.
+    Normalisation: ``sigmoid((raw - threshold) / scale)``, so 0.5 is the decision threshold and the
+    ranking of scores is preserved (nothing is clipped).
     """
 
-    def __init__(self, image_size: tuple[int, int], sigma: float = 4.0):
+    def __init__(self, image_size: tuple[int, int], grid: tuple[int, int], sigma: float = 4.0):
         super().__init__()
         self.image_size = tuple(image_size)
         kernel = gaussian_kernel1d(sigma) if sigma > 0 else torch.ones(1)
-        self.radius = kernel.numel() // 2
-        self.register_buffer("kernel", kernel, persistent=False)
+        if kernel.numel() // 2 >= min(image_size):
+            raise ValueError(f"smoothing sigma {sigma} is too large for images of {image_size}")
+        self.register_buffer("rows", upsample_blur_matrix(grid[0], image_size[0], kernel), persistent=False)
+        self.register_buffer("cols", upsample_blur_matrix(grid[1], image_size[1], kernel).t().contiguous(),
+                             persistent=False)
         self.register_buffer("image_threshold", torch.tensor(0.0))
         self.register_buffer("image_scale", torch.tensor(1.0))
         self.register_buffer("pixel_threshold", torch.tensor(0.0))
@@ -79,12 +95,7 @@ class AnomalyMapHead(nn.Module):
 
     def raw(self, patch_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unnormalised (image score ``[B]``, smoothed map ``[B, H, W]``)."""
-        m = F.interpolate(patch_scores.unsqueeze(1), size=self.image_size, mode="bilinear", align_corners=False)
-        r = self.radius
-        if r > 0:
-            m = F.conv2d(F.pad(m, (r, r, 0, 0), mode="reflect"), self.kernel.view(1, 1, 1, -1))
-            m = F.conv2d(F.pad(m, (0, 0, r, r), mode="reflect"), self.kernel.view(1, 1, -1, 1))
-        m = m.squeeze(1)
+        m = torch.matmul(torch.matmul(self.rows, patch_scores), self.cols)
         return m.flatten(1).amax(dim=1), m
 
     def set_calibration(self, image_threshold: float, image_scale: float, pixel_threshold: float,
@@ -113,7 +124,7 @@ class PatchCore(nn.Module):
                  pretrained: bool = True):
         super().__init__()
         self.extractor = PatchFeatures(backbone, image_size, blocks, pretrained)
-        self.head = AnomalyMapHead(image_size, sigma)
+        self.head = AnomalyMapHead(image_size, self.extractor.grid, sigma)
         c = self.extractor.channels
         self.register_buffer("memory_bank", torch.zeros(bank_size, c))
         self.register_buffer("bank_sq_norms", torch.zeros(bank_size))

@@ -339,15 +339,27 @@ class AnomalyDetection(Task):
         out = self.runtime.run(images=to_model_input(images))
         return out["score"], out["anomaly_map"]
 
-    def score_paths(self, paths: Sequence[Path], desc: str = "scoring") -> tuple[np.ndarray, np.ndarray]:
-        """Normalised scores ``[N]`` and maps ``[N, H, W]`` of image files, through ONNX Runtime."""
-        scores, maps = [], []
+    def score_paths(self, paths: Sequence[Path], desc: str = "scoring",
+                    batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised scores ``[N]`` and maps ``[N, H, W]`` of image files, through ONNX Runtime.
+
+        The next batch is decoded in a background thread while the current one runs (PIL releases the
+        GIL while decoding and resizing), so decoding overlaps inference.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
         spec = self.image_spec
-        for sl in tqdm(list(batched(len(paths), self.training.batch_size)), desc=desc, leave=False,
-                       disable=not self.training.progress):
-            s, m = self._run(read_images(paths[sl], spec))
-            scores.append(s)
-            maps.append(m)
+        slices = list(batched(len(paths), batch_size or self.training.batch_size))
+        scores, maps = [], []
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            pending = reader.submit(read_images, paths[slices[0]], spec) if slices else None
+            for i in tqdm(range(len(slices)), desc=desc, leave=False, disable=not self.training.progress):
+                images = pending.result()
+                if i + 1 < len(slices):
+                    pending = reader.submit(read_images, paths[slices[i + 1]], spec)
+                s, m = self._run(images)
+                scores.append(s)
+                maps.append(m)
         return np.concatenate(scores), np.concatenate(maps)
 
     def _valid_region(self, paths: Sequence[Path]) -> np.ndarray | None:
