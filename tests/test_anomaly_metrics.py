@@ -7,6 +7,7 @@ from shopfloor.metrics.anomaly import (
     area_under_curve,
     aupro,
     f1_optimal_threshold,
+    false_alarm_threshold,
     image_metrics,
     pixel_metrics,
     pro_curve,
@@ -58,6 +59,19 @@ def test_quantile_threshold_flags_target_share():
     good = np.arange(101, dtype=float)
     assert quantile_threshold(good, 0.1) == pytest.approx(90.0)
     assert (good >= quantile_threshold(good, 0.1)).mean() == pytest.approx(11 / 101)
+
+
+def test_false_alarm_threshold_extrapolates_for_small_held_out_sets():
+    rng = np.random.default_rng(0)
+    many = rng.normal(10, 1, 5000)
+    thr, method = false_alarm_threshold(many, 0.01)
+    assert method == "empirical quantile" and thr == pytest.approx(quantile_threshold(many, 0.01))
+    few = many[:10]
+    thr, method = false_alarm_threshold(few, 0.01)
+    assert method.startswith("normal fit") and thr > few.max()
+    assert thr == pytest.approx(few.mean() + 2.3263479 * few.std(ddof=1))
+    # on fresh good scores from the same distribution the rate stays near the target, not ~1/(n+1)
+    assert (many[10:] >= thr).mean() < 0.05
 
 
 def test_image_and_pixel_metrics_keys_and_values():

@@ -39,6 +39,7 @@ def test_fit_records_rule_and_state(fitted):
     assert manifest["state"]["threshold_rule"] == "quantile"  # good images only
     cal = manifest["state"]["calibration"]
     assert cal["false_alarm_rate_target"] == 0.01 and cal["n_heldout_good"] == 3
+    assert cal["image_rule"].startswith("normal fit")  # 3 held-out images cannot resolve a 1 % rate
     assert manifest["state"]["bank_size"] >= 1 and manifest["metrics"]["n_train"] == 13
 
 

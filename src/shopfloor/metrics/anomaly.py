@@ -82,6 +82,24 @@ def quantile_threshold(good_scores: np.ndarray, false_alarm_rate: float) -> floa
     return float(np.quantile(np.asarray(good_scores, dtype=np.float64), 1.0 - false_alarm_rate))
 
 
+def false_alarm_threshold(good_scores: np.ndarray, false_alarm_rate: float) -> tuple[float, str]:
+    """Threshold for a target false-alarm rate on good scores, and how it was obtained.
+
+    With enough scores (``n * rate >= 1``) it is the empirical ``1 - rate`` quantile. With fewer, the
+    empirical quantile cannot resolve the rate (it sits near the maximum, so about 1/(n+1) of new good
+    images would be flagged); the threshold is then the larger of that quantile and a normal fit
+    ``mean + z(1 - rate) * std``, which extrapolates beyond the held-out maximum.
+    """
+    from scipy.stats import norm
+
+    scores = np.asarray(good_scores, dtype=np.float64).ravel()
+    empirical = quantile_threshold(scores, false_alarm_rate)
+    if scores.size * false_alarm_rate >= 1 or scores.size < 3 or false_alarm_rate <= 0:
+        return empirical, "empirical quantile"
+    fitted = float(scores.mean() + norm.ppf(1 - false_alarm_rate) * scores.std(ddof=1))
+    return max(empirical, fitted), "normal fit (too few held-out images for the empirical quantile)"
+
+
 def image_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """AUROC, average precision and F1 at ``threshold`` of image scores (labels 1 = defective)."""
     labels = np.asarray(labels).astype(int)

@@ -32,7 +32,7 @@ from ..config import StrictModel, TrainingConfig
 from ..data.images import ImageSpec, is_image_file, list_images, open_image, read_images, resize_array, to_model_input
 from ..data.mvtec import AnomalyData, AnomalySample, content_box, has_masks, read_anomaly_data, read_masks
 from ..errors import ConfigError, DataError
-from ..metrics.anomaly import f1_optimal_threshold, image_metrics, pixel_metrics, quantile_threshold
+from ..metrics.anomaly import f1_optimal_threshold, false_alarm_threshold, image_metrics, pixel_metrics
 from ..models.backbones import WEIGHT_PACKAGES
 from ..models.coreset import greedy_coreset
 from ..models.padim import Padim
@@ -310,8 +310,9 @@ class AnomalyDetection(Task):
         if rule == "f1":
             labels = np.concatenate([np.zeros(len(good_scores), int), val_labels])
             image_threshold = f1_optimal_threshold(labels, np.concatenate([good_scores, val_scores]))
+            method = "maximum F1 on held-out good + validation images"
         else:
-            image_threshold = quantile_threshold(good_scores, cfg.false_alarm_rate)
+            image_threshold, method = false_alarm_threshold(good_scores, cfg.false_alarm_rate)
         pixel_rule = "image threshold (an image is flagged exactly when a pixel is)"
         pixel_threshold = image_threshold
         if rule == "f1" and has_masks(validation):
@@ -328,7 +329,7 @@ class AnomalyDetection(Task):
         self.state["calibration"] = {
             "image_threshold_raw": float(image_threshold), "image_scale": float(image_scale),
             "pixel_threshold_raw": float(pixel_threshold), "pixel_scale": float(pixel_scale),
-            "pixel_rule": pixel_rule, "false_alarm_rate_target": cfg.false_alarm_rate if rule == "quantile" else None,
+            "image_rule": method, "pixel_rule": pixel_rule, "false_alarm_rate_target": cfg.false_alarm_rate if rule == "quantile" else None,
             "n_heldout_good": int(len(good_scores)), "n_validation": int(len(val_labels)),
             "heldout_good_flagged": float((good_scores >= image_threshold).mean()),
             "normalisation": "sigmoid((raw - threshold) / scale): 0.5 is the threshold",
