@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from .base import OnnxSignature, Task, batched
 log = logging.getLogger(__name__)
 
 ImageSource = str | Path | np.ndarray
+Extractor = Callable[[torch.Tensor], torch.Tensor]
 
 
 class AnomalyDetectionConfig(StrictModel):
@@ -206,14 +207,13 @@ class AnomalyDetection(Task):
         bank_source, held_source = pick(bank_idx), pick(held_idx)
 
         model = self.build_model(pretrained=cfg.pretrained).eval()
-        self._extract = self._feature_extractor(model)
+        extract = self._feature_extractor(model)
         with torch.no_grad():
             if isinstance(model, PatchCore):
-                self._fit_patchcore(model, bank_source)
+                self._fit_patchcore(model, bank_source, extract)
             else:
-                self._fit_padim(model, bank_source)
-            self._calibrate(model, held_source, dataset.validation if dataset else [])
-        del self._extract
+                self._fit_padim(model, bank_source, extract)
+            self._calibrate(model, held_source, dataset.validation if dataset else [], extract)
         self.torch_model = model
         if isinstance(good, np.ndarray):
             self.data_fingerprint = fingerprint_arrays(good)
@@ -231,7 +231,7 @@ class AnomalyDetection(Task):
             self.save(out_dir)
         return self
 
-    def _feature_extractor(self, model: nn.Module):
+    def _feature_extractor(self, model: nn.Module) -> Extractor:
         """The backbone part exported and run in ONNX Runtime (several times faster than eager torch on CPU;
         it matches torch to ~1e-5): batch ``[B, 3, H, W]`` -> features ``[B, C, h, w]``."""
         from ..runtime import OnnxModel, export_onnx
@@ -241,7 +241,7 @@ class AnomalyDetection(Task):
         session = OnnxModel(onnx, device=self.training.device)
         return lambda batch: torch.from_numpy(session.run(images=batch.numpy())["features"])
 
-    def _fit_patchcore(self, model: PatchCore, source: list[Path] | np.ndarray) -> None:
+    def _fit_patchcore(self, model: PatchCore, source: list[Path] | np.ndarray, extract: Extractor) -> None:
         cfg = self.config
         gh, gw = model.extractor.grid
         per_image = gh * gw
@@ -253,7 +253,7 @@ class AnomalyDetection(Task):
         gen = torch.Generator().manual_seed(cfg.training.seed)
         row = 0
         for batch in self._batches(source, "extracting features"):
-            feats = self._extract(batch)
+            feats = extract(batch)
             rows = feats.permute(0, 2, 3, 1).reshape(feats.shape[0], per_image, c)
             if keep < per_image:
                 idx = torch.stack([torch.randperm(per_image, generator=gen)[:keep] for _ in range(len(rows))])
@@ -272,33 +272,34 @@ class AnomalyDetection(Task):
             log.warning("feature_memory_mb=%d caps the feature store: %d of %d patches kept per image",
                         cfg.feature_memory_mb, keep, per_image)
 
-    def _fit_padim(self, model: Padim, source: list[Path] | np.ndarray) -> None:
+    def _fit_padim(self, model: Padim, source: list[Path] | np.ndarray, extract: Extractor) -> None:
         acc = model.accumulator()
         for batch in self._batches(source, "extracting features"):
-            acc.update(self._extract(batch))
+            acc.update(extract(batch))
         mean, inv_cov = acc.finalize(self.config.padim_regularization)
         model.set_gaussians(mean, inv_cov)
         self.state.update(patch_grid=list(model.extractor.grid))
 
-    def _raw_scores(self, model: nn.Module, source: list[Path] | np.ndarray,
+    def _raw_scores(self, model: nn.Module, source: list[Path] | np.ndarray, extract: Extractor,
                     desc: str) -> tuple[np.ndarray, np.ndarray]:
         scores, maps = [], []
         for batch in self._batches(source, desc):
-            s, m = model.head.raw(model.feature_scores(self._extract(batch)))
+            s, m = model.head.raw(model.feature_scores(extract(batch)))
             scores.append(s.numpy())
             maps.append(m.numpy())
         return np.concatenate(scores), np.concatenate(maps)
 
     def _calibrate(self, model: nn.Module, held_good: list[Path] | np.ndarray,
-                   validation: list[AnomalySample]) -> None:
+                   validation: list[AnomalySample], extract: Extractor) -> None:
         """Set image and pixel thresholds and scales from held-out good (and validation) images."""
         cfg = self.config
-        good_scores, good_maps = self._raw_scores(model, held_good, "scoring held-out good images")
+        good_scores, good_maps = self._raw_scores(model, held_good, extract, "scoring held-out good images")
         val_scores = np.zeros(0)
         val_labels = np.zeros(0, dtype=int)
         val_maps = None
         if validation:
-            val_scores, val_maps = self._raw_scores(model, [s.path for s in validation], "scoring validation images")
+            val_scores, val_maps = self._raw_scores(model, [s.path for s in validation], extract,
+                                                    "scoring validation images")
             val_labels = np.array([s.label for s in validation])
         has_defects = bool(val_labels.sum())
         rule = cfg.threshold_rule
@@ -445,6 +446,8 @@ class AnomalyDetection(Task):
                          "is_anomalous": bool(score >= 0.5), "anomalous_area": float(mask.mean())}
                 if out is not None:
                     stem = Path(item).stem if not isinstance(item, np.ndarray) else f"array_{index:04d}"
+                    if stem in used and not isinstance(item, np.ndarray):
+                        stem = f"{Path(item).parent.name}_{stem}"
                     stem = stem if stem not in used else f"{stem}_{index:04d}"
                     used.add(stem)
                     entry["mask"] = str(_save_png((mask * 255).astype(np.uint8), out / f"{stem}_mask.png"))
