@@ -330,7 +330,8 @@ class AnomalyDetection(Task):
         self.state["calibration"] = {
             "image_threshold_raw": float(image_threshold), "image_scale": float(image_scale),
             "pixel_threshold_raw": float(pixel_threshold), "pixel_scale": float(pixel_scale),
-            "image_rule": method, "pixel_rule": pixel_rule, "false_alarm_rate_target": cfg.false_alarm_rate if rule == "quantile" else None,
+            "image_rule": method, "pixel_rule": pixel_rule,
+            "false_alarm_rate_target": cfg.false_alarm_rate if rule == "quantile" else None,
             "n_heldout_good": int(len(good_scores)), "n_validation": int(len(val_labels)),
             "heldout_good_flagged": float((good_scores >= image_threshold).mean()),
             "normalisation": "sigmoid((raw - threshold) / scale): 0.5 is the threshold",
