@@ -128,6 +128,9 @@ class PatchCore(nn.Module):
         self.extractor = PatchFeatures(backbone, image_size, blocks, pretrained)
         self.head = AnomalyMapHead(image_size, self.extractor.grid, sigma)
         c = self.extractor.channels
+        positions = self.extractor.grid[0] * self.extractor.grid[1]
+        self.query_split = [self.QUERY_CHUNK] * (positions // self.QUERY_CHUNK)
+        self.query_split += [positions % self.QUERY_CHUNK] if positions % self.QUERY_CHUNK else []
         self.register_buffer("memory_bank", torch.zeros(bank_size, c))
         self.register_buffer("bank_sq_norms", torch.zeros(bank_size))
 
@@ -156,7 +159,7 @@ class PatchCore(nn.Module):
         q = feats.flatten(2).transpose(1, 2)  # [B, HW, C]
         neg2_bank_t = self.memory_bank.t() * -2.0
         nearest = [torch.addmm(self.bank_sq_norms, part.reshape(-1, c), neg2_bank_t).amin(dim=1).reshape(b, -1)
-                   for part in q.split(self.QUERY_CHUNK, dim=1)]
+                   for part in q.split(self.query_split, dim=1)]
         d2 = (torch.cat(nearest, dim=1) + (q * q).sum(dim=2)).clamp_min(0.0)
         return torch.sqrt(d2).reshape(b, h, w)
 
