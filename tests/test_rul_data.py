@@ -147,9 +147,9 @@ def test_short_units_error_pad_skip():
     features = histories.features
     with pytest.raises(DataError, match=r"1 unit\(s\) have fewer rows than the window of 20: 2 \(12 rows\)"):
         make_windows(histories, features, 20)
-    skipped = make_windows(histories, features, 20, last_only=True, short_units="skip")
+    skipped = make_windows(histories, features, 20, last_n=1, short_units="skip")
     assert list(skipped.unit) == [1, 3]
-    padded = make_windows(histories, features, 20, last_only=True, short_units="pad")
+    padded = make_windows(histories, features, 20, last_n=1, short_units="pad")
     assert list(padded.padded) == [False, True, False]
     block = padded.x[1]
     unit2 = histories.frame[histories.frame["unit"] == 2][features].to_numpy(dtype=np.float32)

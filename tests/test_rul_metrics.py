@@ -43,3 +43,20 @@ def test_conformal_calibration_reaches_level_on_fresh_data():
     y2, mean2, spread2 = draw(4000)
     half = scale * (spread2 + offset)
     assert interval_coverage(y2, mean2 - half, mean2 + half) == pytest.approx(0.9, abs=0.02)
+
+
+def test_combine_recent_lag_corrected_average():
+    from shopfloor.tasks.rul import combine_recent, last_per_unit
+
+    unit = np.array([1, 1, 1, 2])
+    t = np.array([10, 11, 12, 5])
+    outputs = {"rul": np.array([5.0, 4.0, 2.0, 7.0]), "lower": np.array([1.0, 1.0, 0.0, 3.0]),
+               "upper": np.array([9.0, 8.0, 5.0, 9.0]), "spread": np.array([1.0, 3.0, 1.0, 2.0])}
+    out = combine_recent(unit, t, outputs, n=2)
+    np.testing.assert_allclose(out["rul"], [5.0, 4.0, 2.5, 7.0])  # (5 - 1 + 4) / 2, (4 - 1 + 2) / 2
+    np.testing.assert_allclose(out["lower"], [1.0, 0.5, 0.0, 3.0])
+    np.testing.assert_allclose(out["upper"], [9.0, 8.0, 6.0, 9.0])
+    np.testing.assert_allclose(out["spread"], [1.0, 2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(last_per_unit(unit), [False, False, True, True])
+    single = combine_recent(unit, t, outputs, n=1)
+    np.testing.assert_allclose(single["rul"], outputs["rul"])

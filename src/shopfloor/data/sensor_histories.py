@@ -136,7 +136,8 @@ def read_cmapss_file(path: str | Path, rul_path: str | Path | None = None,
     return histories
 
 
-def read_cmapss(folder: str | Path, subset: str = "FD001", split: Literal["train", "test"] = "train") -> SensorHistories:
+def read_cmapss(folder: str | Path, subset: str = "FD001",
+                split: Literal["train", "test"] = "train") -> SensorHistories:
     """The ``split`` part of C-MAPSS ``subset`` from ``folder`` (training units run to failure; test units
     get their true RUL from ``RUL_<subset>``)."""
     folder = Path(folder)

@@ -64,10 +64,10 @@ class Windows:
 
 
 def make_windows(histories: SensorHistories, features: list[str], window: int, stride: int = 1,
-                 last_only: bool = False, short_units: Literal["error", "pad", "skip"] = "error") -> Windows:
+                 last_n: int | None = None, short_units: Literal["error", "pad", "skip"] = "error") -> Windows:
     """Sliding windows over each unit, ending at its last row and every ``stride`` rows before it.
 
-    ``last_only`` keeps just the final window per unit (the test protocol and ``predict``).
+    ``last_n`` keeps only the final ``last_n`` windows of each unit (``1``: the test protocol's last window).
     Units shorter than ``window``: ``error`` names them, ``pad`` repeats the unit's first reading in
     front, ``skip`` leaves them out.
     """
@@ -96,7 +96,9 @@ def make_windows(histories: SensorHistories, features: list[str], window: int, s
         if padded:
             block = np.concatenate([np.repeat(block[:1], window - n, axis=0), block])
         last = len(block) - 1
-        stops = [last] if last_only else list(range(last, window - 2, -stride))[::-1]
+        stops = list(range(last, window - 2, -stride))[::-1]
+        if last_n:
+            stops = stops[-last_n:]
         stops_arr = np.asarray(stops)
         view = np.lib.stride_tricks.sliding_window_view(block, window, axis=0)  # (n - window + 1, F, window)
         xs.append(view[stops_arr - window + 1].transpose(0, 2, 1))

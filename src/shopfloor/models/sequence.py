@@ -17,9 +17,11 @@ from torch import nn
 from ..errors import ConfigError
 
 
-def _head(in_features: int, hidden: int, out_features: int, dropout: float, activation: type[nn.Module]) -> nn.Sequential:
+def _head(in_features: int, hidden: int, out_features: int, dropout: float,
+          activation: type[nn.Module]) -> nn.Sequential:
     """Dropout -> Linear(hidden) -> activation -> Linear(out); the shared output block."""
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, hidden), activation(), nn.Linear(hidden, out_features))
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, hidden), activation(),
+                         nn.Linear(hidden, out_features))
 
 
 class RecurrentNet(nn.Module):

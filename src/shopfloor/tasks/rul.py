@@ -51,7 +51,7 @@ OUTPUTS = ["rul", "lower", "upper", "spread"]
 class RULTrainingConfig(TrainingConfig):
     """Training defaults that suit RUL windows (thousands of small windows, short epochs)."""
 
-    epochs: int = Field(30, ge=1, description="maximum number of epochs per ensemble member")
+    epochs: int = Field(20, ge=1, description="maximum number of epochs per ensemble member")
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     patience: int = Field(8, ge=1, description="early-stopping patience in epochs on the validation loss")
@@ -73,8 +73,12 @@ class RULConfig(StrictModel):
         "needs real cycle counts at predict time")
     model: Literal[tuple(SEQUENCE_MODELS)] = Field("cnn1d", description="sequence model")  # type: ignore[valid-type]
     model_options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the model class")
+    input_noise: float = Field(0.2, ge=0, description="std of Gaussian noise added to normalised inputs in training")
     epoch_windows: int = Field(16384, ge=0, description="training windows drawn at random per epoch (0 = all)")
-    ensemble: int = Field(5, ge=1, description="ensemble members (different seeds); their spread gives the interval")
+    ensemble: int = Field(3, ge=1, description="ensemble members (different seeds); their spread gives the interval")
+    recent_windows: int = Field(
+        10, ge=1, description="a unit's estimate averages the lag-corrected estimates of the windows ending at its "
+        "last N cycles (1 = the last window alone)")
     interval_level: float = Field(0.9, gt=0, lt=1, description="nominal coverage of the prediction interval")
     explain_units: int = Field(6, ge=0, description="test units whose trajectories and attributions the report shows")
     training: RULTrainingConfig = RULTrainingConfig()
@@ -88,15 +92,25 @@ class EvaluateOptions(StrictModel):
 
 # ----------------------------------------------------------------------------- modules
 class WindowRegressor(nn.Module):
-    """Raw window (batch, time, features) -> normalised sensors -> one sequence model -> RUL (batch,)."""
+    """Raw window (batch, time, features) -> normalised sensors -> one sequence model -> RUL (batch,).
 
-    def __init__(self, normalizer: ConditionNormalizer, model: nn.Module):
+    The model predicts RUL in units of ``rul_scale`` (the cap), so its outputs start near the right range;
+    this is the training wrapper of one ensemble member. ``input_noise``: std of Gaussian noise added to
+    the normalised inputs in training mode only (augmentation against over-fitting to sensor noise).
+    """
+
+    def __init__(self, normalizer: ConditionNormalizer, model: nn.Module, rul_scale: float, input_noise: float = 0.0):
         super().__init__()
         self.normalizer = normalizer
         self.model = model
+        self.input_noise = input_noise
+        self.register_buffer("rul_scale", torch.tensor(float(rul_scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalizer(x).transpose(1, 2)).squeeze(-1)
+        z = self.normalizer(x)
+        if self.training and self.input_noise > 0:
+            z = z + self.input_noise * torch.randn_like(z)
+        return self.model(z.transpose(1, 2)).reshape(-1) * self.rul_scale
 
 
 class RULEnsemble(nn.Module):
@@ -106,16 +120,17 @@ class RULEnsemble(nn.Module):
     ``rul +- interval_scale * (spread + interval_offset)``, both fitted on validation units.
     """
 
-    def __init__(self, normalizer: ConditionNormalizer, members: Sequence[nn.Module]):
+    def __init__(self, normalizer: ConditionNormalizer, members: Sequence[nn.Module], rul_scale: float):
         super().__init__()
         self.normalizer = normalizer
         self.members = nn.ModuleList(members)
+        self.register_buffer("rul_scale", torch.tensor(float(rul_scale)))
         self.register_buffer("interval_scale", torch.tensor(1.645))
         self.register_buffer("interval_offset", torch.tensor(1.0))
 
     def member_predictions(self, x: torch.Tensor) -> torch.Tensor:
         z = self.normalizer(x).transpose(1, 2)
-        return torch.stack([m(z).reshape(-1) for m in self.members], dim=1)
+        return torch.stack([m(z).reshape(-1) for m in self.members], dim=1) * self.rul_scale
 
     def mean_rul(self, x: torch.Tensor) -> torch.Tensor:
         """The point prediction alone (what attributions explain)."""
@@ -136,6 +151,35 @@ def calibrate_interval(y: np.ndarray, mean: np.ndarray, spread: np.ndarray, leve
     scores = np.abs(y - mean) / (spread + offset)
     rank = min(math.ceil((len(scores) + 1) * level) / len(scores), 1.0)
     return float(np.quantile(scores, rank, method="higher")), offset
+
+
+def combine_recent(unit: np.ndarray, end_time: np.ndarray, outputs: dict[str, np.ndarray],
+                   n: int) -> dict[str, np.ndarray]:
+    """The estimate at each window's end from the windows ending at that unit's last ``n`` steps.
+
+    A window ending ``lag`` steps earlier estimated the RUL at its end, so it says ``rul - lag`` about now;
+    ``rul``, ``lower`` and ``upper`` are averaged that way, ``spread`` plainly. Windows must be ordered by unit
+    and time (as :func:`make_windows` returns them). This is the one place the per-window outputs of the ONNX
+    graph are turned into a unit's estimate (evaluate, predict, report and interval calibration all use it).
+    """
+    t = pd.Series(np.asarray(end_time, dtype=np.float64))
+    groups = pd.Series(unit).to_numpy()
+
+    def rolling(values: np.ndarray) -> np.ndarray:
+        series = pd.Series(np.asarray(values, dtype=np.float64))
+        return series.groupby(groups, sort=False).transform(lambda s: s.rolling(n, min_periods=1).mean()).to_numpy()
+
+    combined = {key: rolling(outputs[key] + t.to_numpy()) - t.to_numpy() for key in ("rul", "lower", "upper")}
+    combined["rul"] = np.maximum(combined["rul"], 0.0)
+    combined["lower"] = np.maximum(combined["lower"], 0.0)
+    combined["spread"] = rolling(outputs["spread"])
+    return combined
+
+
+def last_per_unit(unit: np.ndarray) -> np.ndarray:
+    """Boolean mask of each unit's last window (windows ordered by unit and time)."""
+    unit = pd.Series(unit).to_numpy()
+    return np.r_[unit[1:] != unit[:-1], True]
 
 
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int,
@@ -171,7 +215,7 @@ class RemainingUsefulLife(Task):
     def build_model(self) -> nn.Module:
         s = self.state
         normalizer = ConditionNormalizer(len(s["settings"]), len(s["sensors"]), s["n_conditions"])
-        return RULEnsemble(normalizer, [self._build_member() for _ in range(self.config.ensemble)])
+        return RULEnsemble(normalizer, [self._build_member() for _ in range(self.config.ensemble)], self.config.rul_cap)
 
     def _build_member(self) -> nn.Module:
         return build_sequence_model(self.config.model, len(self.state["sensors"]), 1, seq_len=self.config.window,
@@ -188,10 +232,23 @@ class RemainingUsefulLife(Task):
             print(f"note: {note}")
         return histories
 
-    def _windows(self, histories: SensorHistories, last_only: bool, stride: int = 1,
+    def _windows(self, histories: SensorHistories, last_n: int | None = None, stride: int = 1,
                  short_units: str | None = None) -> Windows:
-        return make_windows(histories, self.features, self.config.window, stride=stride, last_only=last_only,
+        return make_windows(histories, self.features, self.config.window, stride=stride, last_n=last_n,
                             short_units=short_units or self.config.short_units)
+
+    def unit_estimates(self, histories: SensorHistories) -> tuple[Windows, dict[str, np.ndarray]]:
+        """Each unit's estimate at its last row: the last window (its RUL truth, unit, time) and the combined
+        ONNX outputs (``rul``, ``lower``, ``upper``, ``spread``), plus ``rul_single_window`` (last window alone)."""
+        windows = self._windows(histories, last_n=self.config.recent_windows)
+        outputs = self.run_windows(windows.x)
+        combined = combine_recent(windows.unit, windows.end_time, outputs, self.config.recent_windows)
+        last = last_per_unit(windows.unit)
+        final = Windows(windows.x[last], windows.rul[last], windows.unit[last], windows.end_time[last],
+                        windows.padded[last])
+        result = {k: v[last] for k, v in combined.items()}
+        result["rul_single_window"] = outputs["rul"][last]
+        return final, result
 
     # ----------------------------------------------------------------- fit
     def fit(self, data: Any, out_dir: str | Path | None = None) -> "RemainingUsefulLife":
@@ -219,11 +276,12 @@ class RemainingUsefulLife(Task):
             "input": {"name": "window", "shape": ["batch", cfg.window, len(normalizer_fit.features)],
                       "dtype": "float32", "columns": normalizer_fit.features,
                       "values": "raw readings, oldest first; normalisation is inside the graph",
-                      "time": "the unit's time column (cycles since its history began)" if cfg.age_feature else "unused"},
+                      "time": "the unit's time column (cycles since its history began)" if cfg.age_feature
+                      else "unused"},
         }
         # windows for training use the configured stride; unit-shorter-than-window policy applies to both sides
-        train_w = self._windows(histories.select_units(train_units), last_only=False, stride=cfg.stride)
-        val_w = self._windows(histories.select_units(val_units), last_only=False)
+        train_w = self._windows(histories.select_units(train_units), stride=cfg.stride)
+        val_w = self._windows(histories.select_units(val_units))
         self.data_fingerprint = fingerprint_arrays(histories.frame[histories.features + ["unit", "time"]]
                                                    .to_numpy(dtype=np.float64))
         y_train, y_val = train_w.target(cfg.rul_cap), val_w.target(cfg.rul_cap)
@@ -232,7 +290,7 @@ class RemainingUsefulLife(Task):
         for k in range(cfg.ensemble):
             member_cfg = train_cfg.model_copy(update={"seed": train_cfg.seed + k})
             seed_everything(member_cfg.seed)
-            regressor = WindowRegressor(normalizer_fit.module, self._build_member())
+            regressor = WindowRegressor(normalizer_fit.module, self._build_member(), cfg.rul_cap, cfg.input_noise)
             module = SupervisedModule(regressor, nn.MSELoss(), member_cfg, task_kind="regression")
             summary = fit_supervised(
                 module, _loader(train_w.x, y_train, member_cfg.batch_size, True, member_cfg.seed, cfg.epoch_windows),
@@ -240,18 +298,19 @@ class RemainingUsefulLife(Task):
                 log_dir / f"member_{k}" if log_dir is not None else None)
             summaries.append(summary)
             members.append(regressor.model)
-        network = RULEnsemble(normalizer_fit.module, members).eval()
+        network = RULEnsemble(normalizer_fit.module, members, cfg.rul_cap).eval()
         with torch.no_grad():
             outputs = [network(torch.as_tensor(val_w.x[sl])) for sl in batched(len(val_w), 2048)]
-        mean = np.concatenate([o[0].numpy() for o in outputs])
-        spread = np.concatenate([o[3].numpy() for o in outputs])
+        per_window = {name: np.concatenate([o[i].numpy() for o in outputs]) for i, name in enumerate(OUTPUTS)}
+        combined = combine_recent(val_w.unit, val_w.end_time, per_window, cfg.recent_windows)
+        mean, spread = combined["rul"], combined["spread"]
         scale, offset = calibrate_interval(y_val, mean, spread, cfg.interval_level)
         network.interval_scale.fill_(scale)
         network.interval_offset.fill_(offset)
         self.state["interval"] = {"method": "deep ensemble + split-conformal scaling on validation units",
                                   "level": cfg.interval_level, "scale": scale, "offset": offset}
         self.torch_model = network
-        last = val_w.end_time == pd.Series(val_w.end_time).groupby(val_w.unit).transform("max").to_numpy()
+        last = last_per_unit(val_w.unit)
         self.metrics = {
             "val_rmse": rul_metrics(y_val, mean)["rmse"],
             "val_rmse_last_window": rul_metrics(y_val[last], mean[last])["rmse"],
@@ -277,26 +336,31 @@ class RemainingUsefulLife(Task):
         opts = self.EvaluateOptions(**options)
         histories = self._read(data, "test")
         if not histories.has_rul:
-            raise DataError(f"{histories.source} has no true RUL: give a C-MAPSS folder with RUL_<subset>.txt or a table "
+            raise DataError(f"{histories.source} has no true RUL: give a C-MAPSS folder with RUL_<subset>.txt or a "
+                            "table "
                             f"with a {self.config.data.rul_column!r} column (at least at each unit's last row)")
-        last = self._windows(histories, last_only=True)
-        out = self.run_windows(last.x)
+        last, out = self.unit_estimates(histories)
         cap = self.config.rul_cap
         capped = piecewise_rul(last.rul, cap)
         metrics = rul_metrics(capped, out["rul"], out["lower"], out["upper"])
         raw = rul_metrics(last.rul, out["rul"], out["lower"], out["upper"])
+        single = rul_metrics(capped, out["rul_single_window"])
         result = {
             **metrics,
             "rmse_raw": raw["rmse"],
             "mae_raw": raw["mae"],
             "nasa_score_raw": raw["nasa_score"],
             "interval_coverage_raw": raw["interval_coverage"],
+            "rmse_single_window": single["rmse"],
+            "nasa_score_single_window": single["nasa_score"],
+            "recent_windows": self.config.recent_windows,
             "interval_level": self.config.interval_level,
             "n_units": int(len(last)),
             "n_padded_units": int(last.padded.sum()),
             "rul_cap": cap,
-            "protocol": "last window of each unit; rmse/mae/nasa_score/interval_coverage against true RUL capped "
-                        "at rul_cap, *_raw against true RUL as given",
+            "protocol": "estimate at each unit's last cycle (windows ending at its last recent_windows cycles, "
+                        "lag-corrected and averaged; *_single_window: the last window alone); rmse/mae/nasa_score/"
+                        "interval_coverage against true RUL capped at rul_cap, *_raw against true RUL as given",
         }
         if report_dir is not None:
             from .rul_report import write_rul_report
@@ -317,8 +381,7 @@ class RemainingUsefulLife(Task):
             inputs = [inputs]
         for item in inputs:
             histories = self._read(item, "test")
-            last = self._windows(histories, last_only=True)
-            out = self.run_windows(last.x)
+            last, out = self.unit_estimates(histories)
             attributions = self.sensor_attributions(last.x) if explain else None
             for i in range(len(last)):
                 row = {"input": histories.source, "unit": last.unit[i], "last_time": last.end_time[i],

@@ -18,6 +18,8 @@ from ..data.windows import piecewise_rul  # noqa: E402
 from ..explain_sensors import attribution_bar_figure, attribution_heatmap_figure, integrated_gradients  # noqa: E402
 from ..report import Report  # noqa: E402
 
+from .rul import combine_recent  # noqa: E402
+
 if TYPE_CHECKING:
     from .rul import RemainingUsefulLife
 
@@ -87,8 +89,8 @@ def write_rul_report(task: "RemainingUsefulLife", histories: SensorHistories, un
     if trajectories and shown:
         report.heading("RUL trajectories")
         subset = histories.select_units(shown)
-        windows = task._windows(subset, last_only=False)
-        out = task.run_windows(windows.x)
+        windows = task._windows(subset)
+        out = combine_recent(windows.unit, windows.end_time, task.run_windows(windows.x), cfg.recent_windows)
         curves = []
         for unit in shown:
             mask = windows.unit == unit
@@ -106,7 +108,7 @@ def write_rul_report(task: "RemainingUsefulLife", histories: SensorHistories, un
 
 def _attribution_section(task: "RemainingUsefulLife", histories: SensorHistories, units: pd.DataFrame,
                          shown: list[Any], report: Report) -> None:
-    last = task._windows(histories, last_only=True)
+    last = task._windows(histories, last_n=1)
     keep = np.arange(len(last))
     if len(keep) > MAX_ATTRIBUTION_UNITS:
         keep = np.random.default_rng(0).choice(keep, MAX_ATTRIBUTION_UNITS, replace=False)
