@@ -40,7 +40,7 @@ def test_schema_types_derived_and_constant(records):
     assert "Torque [Nm]" in schema.numeric and schema.dropped_constant == ["Line"]
     assert [str(d) for d in schema.derived] == [s.replace("  ", " ") for s in AI4I_DERIVED]
     numeric, categorical = encode(records, schema)
-    assert numeric.shape == (600, 5) and categorical.shape == (600, 1) and numeric.dtype == np.float32
+    assert numeric.shape == (600, 5) and categorical.shape == (600, 1) and numeric.dtype == np.float64
 
 
 def test_identifier_like_column_is_refused(records):
@@ -97,24 +97,31 @@ def test_binary_columns_are_checked(records):
 
 
 def test_features_module_derives_scales_and_one_hot():
-    numeric = torch.tensor([[2.0, 3.0], [4.0, 5.0], [6.0, 1.0]])
+    numeric = torch.tensor([[2.0, 3.0], [4.0, 5.0], [6.0, 1.0]], dtype=torch.float64)
     categorical = torch.tensor([[0], [2], [1]])
     features = TabularFeatures(2, derived=[(0, "*", 1), (0, "-", 1)], category_sizes=[3], n_bins=2, crosses=[(2, 0)])
     features.fit(numeric, categorical)
     out = features(numeric, categorical)
     assert out.shape == (3, 7 * 3 + 3)
     raw = features.unscaled(numeric, categorical)
-    torch.testing.assert_close(raw[:, 2], torch.tensor([6.0, 20.0, 6.0]))
-    torch.testing.assert_close(raw[:, 3], torch.tensor([-1.0, -1.0, 5.0]))
-    torch.testing.assert_close(raw[:, 4:], torch.tensor([[6.0, 0, 0], [0, 0, 20.0], [0, 6.0, 0]]))  # power x category
+    torch.testing.assert_close(raw[:, 2], torch.tensor([6.0, 20.0, 6.0], dtype=torch.float64))
+    torch.testing.assert_close(raw[:, 3], torch.tensor([-1.0, -1.0, 5.0], dtype=torch.float64))
+    torch.testing.assert_close(raw[:, 4:], torch.tensor([[6.0, 0, 0], [0, 0, 20.0], [0, 6.0, 0]],
+                                                        dtype=torch.float64))  # power x category
     torch.testing.assert_close(out[:, :7].mean(dim=0), torch.zeros(7), atol=1e-6, rtol=0)
     torch.testing.assert_close(out[:, -3:], torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, 1, 0]]))
 
 
-def test_tree_bins_put_a_step_at_the_rule_threshold():
-    x = torch.linspace(0, 100, 2001).unsqueeze(1)
-    y = (x[:, 0] > 37.0).float().unsqueeze(1)
-    features = TabularFeatures(1, n_bins=4)
-    features.fit(x, torch.zeros(len(x), 0, dtype=torch.long), y)
-    steps = features.bin_left[0] + features.bin_width[0] / 2
-    assert torch.isclose(steps, torch.tensor(37.0), atol=0.06).any()
+def test_tree_bins_put_an_exact_step_at_a_float64_limit():
+    # a temperature difference "8.6" that is 8.599999999999966 in float64 counts as below the limit
+    air = torch.tensor([300.1, 300.2, 300.0, 299.9, 300.1, 300.3] * 50, dtype=torch.float64)
+    process = torch.tensor([308.7, 308.8, 308.7, 308.5, 308.8, 309.0] * 50, dtype=torch.float64)
+    numeric = torch.stack([air, process], dim=1)
+    below = (process - air < 8.6).double().unsqueeze(1)
+    assert 0 < below.sum() < len(below)
+    features = TabularFeatures(2, derived=[(1, "-", 0)], n_bins=2)
+    features.fit(numeric, torch.zeros(len(air), 0, dtype=torch.long), below)
+    encoded = features(numeric, torch.zeros(len(air), 0, dtype=torch.long))
+    steps = encoded[:, 3 + 2 * 2: 3 + 2 * 3]  # bins of the derived feature
+    separates = [torch.equal((step > 0.5).double(), 1 - below[:, 0]) for step in steps.T]
+    assert any(separates)

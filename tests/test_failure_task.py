@@ -14,7 +14,7 @@ from shopfloor.errors import DataError
 from shopfloor.tasks import get_task
 from shopfloor.tasks.failure_prediction import FailurePrediction, _max_f1_threshold, binary_metrics
 
-SMALL = {"epochs": 4, "batch_size": 128, "progress": False, "device": "cpu"}
+SMALL = {"epochs": 10, "batch_size": 128, "progress": False, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ a 0/1 target column and optionally 0/1 failure-mode columns. :func:`fit_schema` 
 training table which columns are numeric and which categorical (with their categories), drops
 constant columns (and says so), and records the derived features and imputation values.
 :func:`encode` is the one function that turns any table (training, evaluation, prediction) into
-model inputs — numeric float32 values and categorical indices — and refuses unknown categories,
+model inputs — numeric float64 values and categorical indices — and refuses unknown categories,
 missing columns and NaN/inf (unless imputation was asked for). Derived features (``power = torque
 * speed``), scaling and one-hot encoding happen inside the exported graph
 (:class:`shopfloor.models.tabular.TabularFeatures`).
@@ -155,13 +155,13 @@ def fit_schema(frame: pd.DataFrame, exclude: Sequence[str], features: Sequence[s
 
 
 def encode(frame: pd.DataFrame, schema: TabularSchema) -> tuple[np.ndarray, np.ndarray]:
-    """The one shared encoder: (numeric float32 (n, n_numeric), categorical int64 (n, n_categorical)).
+    """The one shared encoder: (numeric float64 (n, n_numeric), categorical int64 (n, n_categorical)).
 
     Missing columns, non-numeric values in numeric columns, NaN/inf (unless imputation values were
     fitted) and categories unseen in training are DataErrors naming the column and rows.
     """
     require_columns(frame, [*schema.numeric, *schema.categorical], "feature column")
-    numeric = np.zeros((len(frame), len(schema.numeric)), dtype=np.float32)
+    numeric = np.zeros((len(frame), len(schema.numeric)), dtype=np.float64)
     for j, column in enumerate(schema.numeric):
         values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, copy=True)
         text_bad = frame[column].notna().to_numpy() & np.isnan(values)

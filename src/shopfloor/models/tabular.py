@@ -18,10 +18,16 @@ class TabularFeatures(nn.Module):
     feature is standardised with the fitted ``mean``/``std`` buffers and, with ``n_bins`` > 0, also
     encoded piecewise-linearly (Gorishniy, Rubachev & Babenko 2022, "On embeddings for numerical
     features in tabular deep learning"): component t is ``clamp((x - left_t) / width_t, 0, 1)``.
-    With quantile bins that is the paper's PLE-Q. With tree bins (PLE-T) the split points of a small
-    decision tree fitted per feature to the targets become near-steps (width 1% of the feature's
-    standard deviation), so the MLP gets the sharp, axis-aligned thresholds trees find, and combines
-    them smoothly. Each categorical column is one-hot encoded.
+    With quantile bins that is the paper's PLE-Q. With tree bins (in the spirit of its PLE-T) the split
+    points of small decision trees fitted to the targets (:func:`tree_splits`; the ``n_bins`` with the
+    largest impurity decrease per feature) become near-steps, so the MLP gets the sharp, axis-aligned
+    limits trees find, and combines them smoothly. Each categorical column is one-hot encoded.
+
+    Numeric input, derived features, scaling and bins are computed in float64, and tree splits sit
+    midway between adjacent distinct training values with a step narrower than their gap: process
+    limits are often stated on derived quantities (``process − air < 8.6 K``) and in float32 the
+    difference of two temperatures near 300 K lands on the wrong side of such a limit for a visible
+    share of records. Only the encoded features are cast to float32 for the MLP.
 
     ``crosses`` (feature index, categorical column) pairs add one feature per category: the feature
     where the record has that category, else 0 (a feature cross as in wide-and-deep models), so a
@@ -37,10 +43,10 @@ class TabularFeatures(nn.Module):
         self.crosses = [(int(f), int(c)) for f, c in crosses]
         n_features = n_numeric + len(derived) + sum(self.category_sizes[c] for _, c in self.crosses)
         self.n_bins = n_bins
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("std", torch.ones(n_features))
-        self.register_buffer("bin_left", torch.zeros(n_features, n_bins))
-        self.register_buffer("bin_width", torch.ones(n_features, n_bins))
+        self.register_buffer("mean", torch.zeros(n_features, dtype=torch.float64))
+        self.register_buffer("std", torch.ones(n_features, dtype=torch.float64))
+        self.register_buffer("bin_left", torch.zeros(n_features, n_bins, dtype=torch.float64))
+        self.register_buffer("bin_width", torch.ones(n_features, n_bins, dtype=torch.float64))
         for j, size in enumerate(self.category_sizes):
             self.register_buffer(f"categories_{j}", torch.arange(size), persistent=False)
 
@@ -49,7 +55,8 @@ class TabularFeatures(nn.Module):
         return len(self.mean) * (1 + self.n_bins) + sum(self.category_sizes)
 
     def unscaled(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        """Raw numeric columns, derived features and crosses, before scaling."""
+        """Raw numeric columns, derived features and crosses, before scaling (float64)."""
+        numeric = numeric.to(torch.float64)
         columns = [numeric]
         for a, op, b in self.derived:
             left, right = numeric[:, a:a + 1], numeric[:, b:b + 1]
@@ -69,43 +76,74 @@ class TabularFeatures(nn.Module):
 
     def one_hot(self, categorical: torch.Tensor, column: int) -> torch.Tensor:
         known = getattr(self, f"categories_{column}")
-        return (categorical[:, column:column + 1] == known.unsqueeze(0)).float()
+        return (categorical[:, column:column + 1] == known.unsqueeze(0)).to(torch.float64)
 
     def fit(self, numeric: torch.Tensor, categorical: torch.Tensor, targets: torch.Tensor | None = None,
             seed: int = 0) -> None:
         """Set the scaling and bin buffers from training values (tree bins when ``targets`` are given)."""
-        values = self.unscaled(numeric, categorical).double()
-        self.mean.copy_(values.mean(dim=0).float())
-        self.std.copy_(values.std(dim=0).clamp_min(1e-8).float())
+        values = self.unscaled(numeric, categorical)
+        self.mean.copy_(values.mean(dim=0))
+        self.std.copy_(values.std(dim=0).clamp_min(1e-12))
         if not self.n_bins:
             return
         if targets is None:
             edges = torch.quantile(values, torch.linspace(0, 1, self.n_bins + 1, dtype=torch.float64), dim=0).T
-            self.bin_left.copy_(edges[:, :-1].float())
-            self.bin_width.copy_((edges[:, 1:] - edges[:, :-1]).clamp_min(1e-6).float())
+            self.bin_left.copy_(edges[:, :-1])
+            self.bin_width.copy_((edges[:, 1:] - edges[:, :-1]).clamp_min(1e-12))
             return
-        from sklearn.tree import DecisionTreeClassifier
-
-        x, y = values.numpy(), targets.numpy()
-        for j in range(x.shape[1]):
-            tree = DecisionTreeClassifier(max_leaf_nodes=self.n_bins + 1, min_samples_leaf=max(1, len(x) // 2000),
-                                          random_state=seed)
-            tree.fit(x[:, j:j + 1], y)
-            splits = np.unique(tree.tree_.threshold[tree.tree_.feature >= 0])[: self.n_bins]
-            half = 0.01 * float(self.std[j])
-            left = np.full(self.n_bins, 1e30)
-            left[: len(splits)] = splits - half
-            self.bin_left[j] = torch.from_numpy(left).float()
-            self.bin_width[j] = 2 * half
+        x, y = values.numpy(), targets.numpy().reshape(len(values), -1)
+        for j, (splits, gains) in enumerate(tree_splits(x, y, self.n_bins, seed)):
+            keep = np.sort(splits[np.argsort(-gains)[: self.n_bins]])
+            distinct = np.unique(x[:, j])
+            upper = distinct[np.minimum(np.searchsorted(distinct, keep, side="right"), len(distinct) - 1)]
+            lower = distinct[np.maximum(np.searchsorted(distinct, keep, side="right") - 1, 0)]
+            half = np.minimum(0.01 * float(self.std[j]), 0.25 * (upper - lower))
+            left = np.full(self.n_bins, 1e300)
+            width = np.ones(self.n_bins)
+            left[: len(keep)] = keep - half
+            width[: len(keep)] = np.maximum(2 * half, 1e-300)
+            self.bin_left[j] = torch.from_numpy(left)
+            self.bin_width[j] = torch.from_numpy(width)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         values = self.unscaled(numeric, categorical)
         parts = [(values - self.mean) / self.std]
         if self.n_bins:
             position = (values.unsqueeze(2) - self.bin_left) / self.bin_width
-            parts.append(position.clamp(0.0, 1.0).flatten(1))
+            parts.append(torch.minimum(torch.relu(position), torch.ones_like(position)).flatten(1))
         parts += [self.one_hot(categorical, j) for j in range(len(self.category_sizes))]
-        return torch.cat(parts, dim=1)
+        return torch.cat(parts, dim=1).to(torch.float32)
+
+
+def tree_splits(x: np.ndarray, y: np.ndarray, max_leaves: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per feature, the split points (and their impurity decrease) of one decision tree per target column.
+
+    Each tree sees all features, so conditional limits (speed < 1380 rpm *when* the temperature gap is
+    small) are found too. Trees compute in float32, so they are fitted on the ranks of each feature's
+    distinct float64 values, and a split between ranks r and r+1 is mapped back to the midpoint of
+    those two values.
+    """
+    from sklearn.tree import DecisionTreeClassifier
+
+    distinct = [np.unique(x[:, j]) for j in range(x.shape[1])]
+    ranks = np.stack([np.searchsorted(d, x[:, j]) for j, d in enumerate(distinct)], axis=1).astype(np.float32)
+    found: list[dict[float, float]] = [{} for _ in distinct]
+    for k in range(y.shape[1]):
+        if len(np.unique(y[:, k])) < 2:
+            continue
+        tree = DecisionTreeClassifier(max_leaf_nodes=max_leaves + 1, min_samples_leaf=max(1, len(x) // 2000),
+                                      class_weight="balanced", random_state=seed).fit(ranks, y[:, k])
+        t = tree.tree_
+        for node in np.flatnonzero(t.feature >= 0):
+            j, r = int(t.feature[node]), int(np.floor(t.threshold[node]))
+            d = distinct[j]
+            split = float((d[r] + d[min(r + 1, len(d) - 1)]) / 2)
+            left, right = t.children_left[node], t.children_right[node]
+            gain = (t.weighted_n_node_samples[node] * t.impurity[node]
+                    - t.weighted_n_node_samples[left] * t.impurity[left]
+                    - t.weighted_n_node_samples[right] * t.impurity[right])
+            found[j][split] = found[j].get(split, 0.0) + float(gain)
+    return [(np.array(list(f)), np.array(list(f.values()))) for f in found]
 
 
 class TabularMLP(nn.Module):
@@ -148,11 +186,11 @@ class PackedInput(nn.Module):
         self.n_numeric = n_numeric
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x[:, : self.n_numeric], x[:, self.n_numeric:].round().long())
+        return self.net(x[:, : self.n_numeric].double(), x[:, self.n_numeric:].round().long())
 
 
 class FailureEnsemble(nn.Module):
-    """The exported failure predictor: the members' mean probabilities and the thresholded alarms.
+    """The exported failure predictor: the members' combined probabilities and the thresholded alarms.
 
     Outputs: failure probability (batch,), mode probabilities (batch, modes), failure alarm
     (batch,) and mode alarms (batch, modes) as int64 0/1. Output 0 is the failure target; the
@@ -168,7 +206,9 @@ class FailureEnsemble(nn.Module):
         self.register_buffer("mode_in_alarm", torch.zeros(max(n_outputs - 1, 0)))
 
     def probabilities(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        return torch.stack([torch.sigmoid(m(numeric, categorical)) for m in self.members]).mean(dim=0)
+        """Sigmoid of the members' mean logit: as sharp as one member where they agree, so thresholds
+        chosen on single members' out-of-fold probabilities carry over to the ensemble."""
+        return torch.sigmoid(torch.stack([m(numeric, categorical) for m in self.members]).mean(dim=0))
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor):
         probabilities = self.probabilities(numeric, categorical)

@@ -41,6 +41,16 @@ from ..training import SupervisedModule, fit_supervised, seed_everything
 from .base import OnnxSignature, Task, batched, to_jsonable
 
 
+class FailureTrainingConfig(TrainingConfig):
+    """Training defaults of failure prediction (a subclass, so a partial ``training`` dict keeps them)."""
+
+    epochs: int = Field(40, ge=1, description="epochs per ensemble member")
+    batch_size: int = Field(128, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    patience: int = Field(40, ge=1, description="early-stopping patience; the default lets the one-cycle "
+                          "schedule run out (the best validation-loss checkpoint is kept)")
+
+
 class FailurePredictionConfig(StrictModel):
     """Settings of the failure-prediction task."""
 
@@ -67,7 +77,7 @@ class FailurePredictionConfig(StrictModel):
     folds: int = Field(5, ge=1, le=20, description="cross-fitted ensemble members; 1 = one val_fraction split")
     alarm_mode_min_f1: float = Field(
         0.5, ge=0, le=1, description="a mode's alarm also raises the failure alarm when its validation F1 reaches this")
-    training: TrainingConfig = TrainingConfig(epochs=40, batch_size=64, learning_rate=3e-3, patience=8)
+    training: FailureTrainingConfig = FailureTrainingConfig()
 
 
 class FailureEvaluateOptions(StrictModel):
@@ -151,7 +161,7 @@ class FailurePrediction(Task):
 
     def onnx_signature(self) -> OnnxSignature:
         schema = self.schema
-        numeric = torch.tensor(self.state["example_numeric"], dtype=torch.float32).repeat(2, 1)
+        numeric = torch.tensor(self.state["example_numeric"], dtype=torch.float64).repeat(2, 1)
         categorical = torch.zeros(2, max(len(schema.categorical), 1), dtype=torch.int64)
         return OnnxSignature(example_inputs=(numeric, categorical), input_names=["numeric", "categorical"],
                              output_names=["failure_probability", "mode_probabilities", "failure_alarm", "mode_alarms"])
@@ -226,7 +236,7 @@ class FailurePrediction(Task):
         member.features.fit(torch.from_numpy(numeric[train_idx]), torch.from_numpy(categorical[train_idx]),
                             torch.from_numpy(targets[train_idx]) if cfg.binning == "tree" else None,
                             seed=train_cfg.seed)
-        packed = np.concatenate([numeric, categorical.astype(np.float32)], axis=1)
+        packed = np.concatenate([numeric, categorical.astype(np.float64)], axis=1)
         weight = torch.full((targets.shape[1],), cfg.positive_weight)
         module = SupervisedModule(PackedInput(member, numeric.shape[1]), nn.BCEWithLogitsLoss(pos_weight=weight),
                                   train_cfg, task_kind="multilabel")

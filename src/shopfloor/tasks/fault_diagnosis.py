@@ -39,6 +39,15 @@ from ..training import SupervisedModule, fit_supervised, seed_everything
 from .base import OnnxSignature, Task, batched, to_jsonable
 
 
+class FaultTrainingConfig(TrainingConfig):
+    """Training defaults of fault diagnosis (a subclass, so a partial ``training`` dict keeps them)."""
+
+    epochs: int = Field(25, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    patience: int = Field(6, ge=1)
+
+
 class FaultDiagnosisConfig(StrictModel):
     """Settings of the fault-diagnosis task."""
 
@@ -58,7 +67,7 @@ class FaultDiagnosisConfig(StrictModel):
     scale_min: float = Field(0.8, gt=0)
     scale_max: float = Field(1.2, gt=0)
     class_weighting: Literal["balanced", "none"] = "balanced"
-    training: TrainingConfig = TrainingConfig(epochs=25, batch_size=64, learning_rate=3e-3, patience=6)
+    training: FaultTrainingConfig = FaultTrainingConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> "FaultDiagnosisConfig":
