@@ -422,12 +422,12 @@ class AnomalyDetection(Task):
 
     def predict(self, inputs: Sequence[ImageSource] | ImageSource, out_dir: str | Path | None = None,
                 explain: bool = False) -> list[dict[str, Any]]:
-        """Score, label and anomalous-area share per image; with ``out_dir`` also a mask PNG and a heatmap
-        overlay PNG at the image's own size (``explain`` is implied: the heatmap is the explanation)."""
+        """Score, label and anomalous-area share per image; with ``out_dir`` (or ``explain``, which then
+        writes to ./anomaly_maps) also a mask PNG and a heatmap overlay PNG at the image's own size."""
         items = expand_image_inputs(inputs)
         spec = self.image_spec
         results: list[dict[str, Any]] = []
-        out = Path(out_dir) if out_dir is not None else None
+        out = Path(out_dir) if out_dir is not None else (Path("anomaly_maps") if explain else None)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         used: set[str] = set()
