@@ -282,13 +282,12 @@ class RemainingUsefulLife(Task):
         # windows for training use the configured stride; unit-shorter-than-window policy applies to both sides
         train_w = self._windows(histories.select_units(train_units), stride=cfg.stride)
         val_w = self._windows(histories.select_units(val_units))
-        self.data_fingerprint = fingerprint_arrays(histories.frame[histories.features + ["unit", "time"]]
-                                                   .to_numpy(dtype=np.float64))
+        self.data_fingerprint = fingerprint_arrays(pd.util.hash_pandas_object(histories.frame, index=False).to_numpy())
         y_train, y_val = train_w.target(cfg.rul_cap), val_w.target(cfg.rul_cap)
         log_dir = Path(out_dir) / "training" if out_dir is not None else None
         members, summaries = [], []
         for k in range(cfg.ensemble):
-            member_cfg = train_cfg.model_copy(update={"seed": train_cfg.seed + k})
+            member_cfg = train_cfg.model_copy(update={"seed": train_cfg.seed * 1000 + k})  # distinct across seeds
             seed_everything(member_cfg.seed)
             regressor = WindowRegressor(normalizer_fit.module, self._build_member(), cfg.rul_cap, cfg.input_noise)
             module = SupervisedModule(regressor, nn.MSELoss(), member_cfg, task_kind="regression")
@@ -430,8 +429,8 @@ class RemainingUsefulLife(Task):
 
         out = Path(out_dir)
         paths = write_degradation_dataset(out / "data", n_train=40, n_test=20, seed=0)
-        task = cls(window=20, ensemble=3, training={"epochs": 12, "patience": 4, "progress": False},
-                   data={"setting_columns": ["setting_1", "setting_2"]})
+        task = cls(window=20, ensemble=3, data={"setting_columns": ["setting_1", "setting_2"]},
+                   training={"epochs": 12, "batch_size": 128, "patience": 4, "progress": False})
         task.fit(paths["train"], out / "model")
         metrics = task.evaluate(paths["test"], report_dir=out / "report")
         predictions = task.predict([paths["recent"]], explain=True)
