@@ -396,7 +396,7 @@ class AnomalyDetection(Task):
         result.update(n_test=int(len(samples)), n_good=int((labels == 0).sum()),
                       n_defective=int(labels.sum()), threshold_rule=self.state.get("threshold_rule"),
                       pixel_metrics_note=None if masks is not None else "no masks: pixel metrics skipped")
-        result["per_type"] = self._per_type(labels, types, scores, maps, masks, valid, opts.aupro_max_fpr)
+        result["per_type"] = self._per_type(labels, types, scores, maps, masks, valid, opts.aupro_max_fpr, result)
         if report_dir is not None:
             from .anomaly_detection_report import write_anomaly_report
 
@@ -405,7 +405,7 @@ class AnomalyDetection(Task):
         return result
 
     @staticmethod
-    def _per_type(labels, types, scores, maps, masks, valid, max_fpr) -> dict[str, dict[str, Any]]:
+    def _per_type(labels, types, scores, maps, masks, valid, max_fpr, overall) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         good = labels == 0
         for kind in sorted(set(types[labels == 1])):
@@ -414,7 +414,9 @@ class AnomalyDetection(Task):
                                      "detected": float((scores[types == kind] >= 0.5).mean())}
             entry.update({k: v for k, v in image_metrics(labels[sel], scores[sel]).items()
                           if k in ("image_auroc", "image_ap", "image_f1")})
-            if masks is not None:
+            if masks is not None and sel.all():  # a single defect type: the overall figures already are its own
+                entry.update(pixel_auroc=overall["pixel_auroc"], aupro=overall["aupro"])
+            elif masks is not None:
                 pm = pixel_metrics(maps[sel], masks[sel], None if valid is None else valid[sel], max_fpr=max_fpr)
                 entry.update(pixel_auroc=pm["pixel_auroc"], aupro=pm["aupro"])
             out[str(kind)] = entry
