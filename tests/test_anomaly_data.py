@@ -36,6 +36,16 @@ def test_mvtec_layout(mvtec):
     assert not masks[[s.label == 0 for s in test.test]].any() and masks[[s.label == 1 for s in test.test]].any()
 
 
+def test_mvtec_validation_folder(mvtec, tmp_path):
+    import shutil
+
+    root = Path(shutil.copytree(mvtec, tmp_path / "copy"))
+    _img(root / "validation" / "good" / "v0.png")
+    _img(root / "validation" / "dent" / "v1.png")
+    data = read_anomaly_data(root)
+    assert [(s.label, s.defect_type) for s in data.validation] == [(1, "dent"), (0, "good")]
+
+
 def test_plain_folder_of_good_images(tmp_path):
     for i in range(3):
         _img(tmp_path / f"part_{i}.jpg", mode="RGB")

@@ -114,5 +114,7 @@ def test_in_memory_training_images():
 def test_bad_inputs():
     with pytest.raises(ConfigError, match="multiple of 32"):
         AnomalyDetection(image_size=100)
+    with pytest.raises(ConfigError, match="smoothing_sigma"):
+        AnomalyDetection(image_size=32, smoothing_sigma=8)
     with pytest.raises(DataError, match="at least 3 good"):
         AnomalyDetection(**SMALL).fit(np.zeros((2, 32, 32), np.uint8))

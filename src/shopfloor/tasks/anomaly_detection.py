@@ -17,13 +17,14 @@ F1-optimally (``f1`` rule); the rule used is recorded in the artifact.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -73,6 +74,12 @@ class AnomalyDetectionConfig(StrictModel):
         if len(sizes) not in (1, 2) or any(s < 32 or s % 32 for s in sizes):
             raise ValueError("image_size must be one size or [height, width], each a multiple of 32 (>= 32)")
         return value
+
+    @model_validator(mode="after")
+    def _smoothing_fits(self) -> "AnomalyDetectionConfig":
+        if math.ceil(4 * self.smoothing_sigma) >= min(self.height_width):
+            raise ValueError(f"smoothing_sigma {self.smoothing_sigma} is too large for images of {self.height_width}")
+        return self
 
     @property
     def height_width(self) -> tuple[int, int]:
