@@ -12,6 +12,7 @@ Usage: python benchmarks/bench_cmapss.py [--subsets FD001,FD002] [--seeds 0,1,2]
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ FIGURES = ["rmse", "mae", "nasa_score", "rmse_raw", "mae_raw", "nasa_score_raw",
 def run_one(root: Path, subset: str, seed: int, work: Path) -> dict:
     task = RemainingUsefulLife(data={"subset": subset}, window=30, rul_cap=125, short_units="pad",
                                training={"seed": seed, "progress": False})
+    shutil.rmtree(work / f"{subset}_seed{seed}", ignore_errors=True)  # no stale checkpoints from earlier runs
     start = time.perf_counter()
     task.fit(root, out_dir=work / f"{subset}_seed{seed}")
     train_seconds = time.perf_counter() - start
