@@ -377,7 +377,7 @@ class FailurePrediction(Task):
         train, test = records.iloc[:3000], records.iloc[3000:]
         train.to_csv(data / "train.csv", index=False)
         test.to_csv(data / "test.csv", index=False)
-        task = cls(folds=2, training={"epochs": 12, "batch_size": 128, "patience": 4})
+        task = cls(folds=3, training={"epochs": 20})
         task.fit(data / "train.csv", out_dir=out_dir / "model")
         metrics = task.evaluate(data / "test.csv", report_dir=out_dir / "report")
         predictions = task.predict([test.head(3)], explain=True)

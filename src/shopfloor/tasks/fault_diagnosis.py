@@ -324,8 +324,8 @@ class FaultDiagnosis(Task):
 
         out_dir = Path(out_dir)
         root = write_bearing_dataset(out_dir / "data", recordings_per_class=2, duration_s=4.0, seed=0)
-        task = cls(sampling_rate=12_000, segment_length=1024, train_stride=128,
-                   training={"epochs": 6, "batch_size": 64, "patience": 3})
+        task = cls(sampling_rate=12_000, segment_length=1024, train_stride=64,
+                   training={"epochs": 8, "batch_size": 64, "patience": 3})
         task.fit(root, out_dir=out_dir / "model")
         metrics = task.evaluate(root, report_dir=out_dir / "report", snr_db=[0])
         unseen = simulate_bearing_signal("inner_race", duration_s=1.0, rpm=1750, seed=99)
