@@ -296,11 +296,11 @@ class FailurePrediction(Task):
         metrics["per_mode"] = per_mode
         metrics["n_test"] = int(len(frame))
         if report_dir is not None:
-            metrics["report"] = str(self._write_report(Path(report_dir), y, out, alarm, metrics))
+            metrics["report"] = str(self._write_report(Path(report_dir), y, out, alarm, metrics, frame))
         return to_jsonable(metrics)
 
     def _write_report(self, out: Path, y: np.ndarray, outputs: dict[str, np.ndarray], alarm: np.ndarray,
-                      metrics: dict[str, Any]) -> Path:
+                      metrics: dict[str, Any], frame: pd.DataFrame | None = None) -> Path:
         from sklearn.metrics import roc_curve
 
         from ..report import Report, confusion_matrix_figure, roc_curves_figure
@@ -325,6 +325,15 @@ class FailurePrediction(Task):
         if curves:
             report.figure(roc_curves_figure(curves, "ROC: failure and modes"), "roc", "ROC curves")
             report.figure(_pr_curves_figure(scores), "precision_recall", "precision-recall curves")
+        if frame is not None and alarm.any():
+            from ..explain_sensors import attribution_bar_figure
+
+            alarmed = frame.iloc[np.flatnonzero(alarm)[:200]]
+            attributions = self._attributions(alarmed)
+            mean = np.array([[a[n] for n in self.schema.numeric] for a in attributions]).mean(axis=0)
+            report.figure(attribution_bar_figure(mean, self.schema.numeric, "What raised the alarms",
+                                                 "mean integrated-gradients attribution (probability)"),
+                          "attributions", f"mean over {len(alarmed)} alarmed records, baseline = training means")
         return report.write()
 
     def predict(self, inputs: Sequence[str | Path | pd.DataFrame], out_dir: str | Path | None = None,
