@@ -147,3 +147,14 @@ def test_larger_backbones_need_their_weight_package():
             DefectClassification(model="efficientnet-lite1").fit("unused")
     with pytest.raises(ConfigError, match="unknown backbone"):
         weights_path("resnet50")
+
+
+def test_predict_accepts_in_memory_images(fitted, data):
+    task, _ = fitted
+    from PIL import Image
+
+    path = sorted((data[1] / "crack").iterdir())[0]
+    array = np.asarray(Image.open(path))
+    from_file, from_array = task.predict([path]), task.predict(array)
+    assert from_array[0]["path"] == "array[0]"
+    assert from_array[0]["probabilities"] == pytest.approx(from_file[0]["probabilities"], abs=1e-5)

@@ -19,6 +19,7 @@ from ..config import StrictModel
 from ..errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+ImageSource = str | Path | np.ndarray  # a file, or an in-memory uint8 image
 
 
 class ImageSpec(StrictModel):
@@ -143,3 +144,47 @@ def scan_class_folders(root: str | Path, min_per_class: int = 2,
         raise DataError(f"{root} holds a single class ({classes[0]!r}); classification needs at least two "
                         "class sub-folders (for good-parts-only data use the anomaly-detection task)")
     return paths, labels, classes
+
+
+def expand_image_inputs(inputs: Sequence[ImageSource] | ImageSource) -> list[ImageSource]:
+    """Files, folders (their images) and in-memory uint8 arrays (one HxW / HxWx3 image, or a stack of them
+    NxHxW / NxHxWx3) as one flat list."""
+    if isinstance(inputs, np.ndarray):
+        single = inputs.ndim == 2 or (inputs.ndim == 3 and inputs.shape[2] in (1, 3))
+        inputs = [inputs] if single else list(inputs)
+    elif isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    out: list[ImageSource] = []
+    for item in inputs:
+        if isinstance(item, np.ndarray):
+            out.append(item)
+            continue
+        p = Path(item)
+        if p.is_dir():
+            found = list_images(p)
+            if not found:
+                raise DataError(f"folder {p} holds no images to predict on")
+            out.extend(found)
+        elif not p.exists():
+            raise DataError(f"input {p} does not exist")
+        elif not is_image_file(p):
+            raise DataError(f"{p} is not an image file (expected png, jpg, jpeg, bmp or tif)")
+        else:
+            out.append(p)
+    return out
+
+
+def array_to_model_frame(array: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """An in-memory HxW / HxWx3 uint8 image resized exactly as :func:`read_image` resizes files."""
+    from PIL import Image
+
+    arr = np.asarray(array)
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3)):
+        raise DataError(f"in-memory images must be uint8 HxW or HxWx3 arrays; got {arr.dtype} {arr.shape}")
+    img = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[2] == 1 else arr).convert("RGB")
+    return resize_array(img, spec)
+
+
+def read_image_source(item: ImageSource, spec: ImageSpec) -> np.ndarray:
+    """A file or an in-memory image through the same decode/resize step: uint8 HxWx3."""
+    return array_to_model_frame(item, spec) if isinstance(item, np.ndarray) else read_image(item, spec)

@@ -30,7 +30,15 @@ from tqdm.auto import tqdm
 
 from ..artifact import fingerprint_arrays, fingerprint_files
 from ..config import StrictModel, TrainingConfig
-from ..data.images import ImageSpec, is_image_file, list_images, open_image, read_images, resize_array, to_model_input
+from ..data.images import (
+    ImageSource,
+    ImageSpec,
+    array_to_model_frame,
+    expand_image_inputs,
+    open_image,
+    read_images,
+    to_model_input,
+)
 from ..data.mvtec import AnomalyData, AnomalySample, content_box, has_masks, read_anomaly_data, read_masks
 from ..errors import ConfigError, DataError
 from ..metrics.anomaly import f1_optimal_threshold, false_alarm_threshold, image_metrics, pixel_metrics
@@ -43,7 +51,6 @@ from .base import OnnxSignature, Task, batched
 
 log = logging.getLogger(__name__)
 
-ImageSource = str | Path | np.ndarray
 Extractor = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -93,45 +100,6 @@ class AnomalyEvaluateOptions(StrictModel):
 
     aupro_max_fpr: float = Field(0.3, gt=0, le=1, description="integrate the PRO curve up to this false-positive rate")
     examples: int = Field(4, ge=0, le=20, description="best and worst examples shown in the report")
-
-
-def expand_image_inputs(inputs: Sequence[ImageSource] | ImageSource) -> list[ImageSource]:
-    """Files, folders (their images) and in-memory uint8 arrays (one HxW / HxWx3 image, or a stack of them
-    NxHxW / NxHxWx3) as one flat list."""
-    if isinstance(inputs, np.ndarray):
-        single = inputs.ndim == 2 or (inputs.ndim == 3 and inputs.shape[2] in (1, 3))
-        inputs = [inputs] if single else list(inputs)
-    elif isinstance(inputs, (str, Path)):
-        inputs = [inputs]
-    out: list[ImageSource] = []
-    for item in inputs:
-        if isinstance(item, np.ndarray):
-            out.append(item)
-            continue
-        p = Path(item)
-        if p.is_dir():
-            found = list_images(p)
-            if not found:
-                raise DataError(f"folder {p} holds no images to predict on")
-            out.extend(found)
-        elif not p.exists():
-            raise DataError(f"input {p} does not exist")
-        elif not is_image_file(p):
-            raise DataError(f"{p} is not an image file (expected png, jpg, jpeg, bmp or tif)")
-        else:
-            out.append(p)
-    return out
-
-
-def array_to_model_frame(array: np.ndarray, spec: ImageSpec) -> np.ndarray:
-    """An in-memory HxW / HxWx3 uint8 image resized exactly as :func:`read_image` resizes files."""
-    from PIL import Image
-
-    arr = np.asarray(array)
-    if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3)):
-        raise DataError(f"in-memory images must be uint8 HxW or HxWx3 arrays; got {arr.dtype} {arr.shape}")
-    img = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[2] == 1 else arr).convert("RGB")
-    return resize_array(img, spec)
 
 
 class AnomalyDetection(Task):

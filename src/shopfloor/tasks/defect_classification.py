@@ -20,9 +20,10 @@ from ..artifact import fingerprint_files
 from ..config import StrictModel, TrainingConfig
 from ..data.augment import AugmentConfig, ImageAugmenter
 from ..data.images import (
+    ImageSource,
     ImageSpec,
-    is_image_file,
-    list_images,
+    expand_image_inputs,
+    read_image_source,
     read_images,
     scan_class_folders,
     to_model_input,
@@ -85,25 +86,6 @@ class LabelledImages:
     def subset(self, indices: Sequence[int]) -> "LabelledImages":
         return LabelledImages([self.paths[i] for i in indices], [self.labels[i] for i in indices],
                               self.classes, self.root)
-
-
-def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Image files from a mix of files and folders (folders contribute the images directly inside)."""
-    paths: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = list_images(p)
-            if not found:
-                raise DataError(f"folder {p} holds no images to predict on")
-            paths.extend(found)
-        elif p.exists():
-            if not is_image_file(p):
-                raise DataError(f"{p} is not an image file (expected one of png, jpg, jpeg, bmp, tif)")
-            paths.append(p)
-        else:
-            raise DataError(f"input {p} does not exist")
-    return paths
 
 
 def _feature_views(extractor: OnnxModel, images: np.ndarray, labels: np.ndarray, augmenter: ImageAugmenter,
@@ -267,23 +249,25 @@ class DefectClassification(Task):
                 report_dir, self, test.paths, images, labels, probs, metrics))
         return metrics
 
-    def predict(self, inputs: Sequence[str | Path], out_dir: str | Path | None = None,
+    def predict(self, inputs: Sequence[ImageSource] | ImageSource, out_dir: str | Path | None = None,
                 explain: bool = False, chunk: int = 256) -> list[dict[str, Any]]:
-        paths = expand_inputs(inputs)
+        """Files, folders or in-memory uint8 images -> label, confidence, probabilities (+ Grad-CAM file)."""
+        items = expand_image_inputs(inputs)
+        names = [str(x) if not isinstance(x, np.ndarray) else f"array[{i}]" for i, x in enumerate(items)]
         results: list[dict[str, Any]] = []
-        for sl in batched(len(paths), chunk):  # bounded memory for large folders
-            images = read_images(paths[sl], self.image_spec)
+        for sl in batched(len(items), chunk):  # bounded memory for large folders
+            images = np.stack([read_image_source(x, self.image_spec) for x in items[sl]])
             probs = self._probabilities(images)
             part = []
-            for path, p in zip(paths[sl], probs):
+            for name, p in zip(names[sl], probs):
                 k = int(p.argmax())
-                part.append({"path": str(path), "label": self.classes[k], "confidence": float(p[k]),
+                part.append({"path": name, "label": self.classes[k], "confidence": float(p[k]),
                              "probabilities": {c: float(v) for c, v in zip(self.classes, p)}})
             if explain:
                 from .defect_classification_report import write_explanations
 
                 out = Path(out_dir) if out_dir is not None else Path("explanations")
-                for result, file in zip(part, write_explanations(out, self, paths[sl], images, probs.argmax(1))):
+                for result, file in zip(part, write_explanations(out, self, names[sl], images, probs.argmax(1))):
                     result["explanation"] = str(file)
             results.extend(part)
         return results
