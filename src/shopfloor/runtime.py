@@ -45,6 +45,9 @@ class OnnxModel:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+            # shared machine: idle ONNX Runtime threads sleep instead of spinning, like OpenMP's passive policy
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         source = model if isinstance(model, bytes) else str(model)
         self.session = ort.InferenceSession(source, sess_options=options, providers=select_providers(device))
         self.input_names = [i.name for i in self.session.get_inputs()]
