@@ -57,6 +57,8 @@ def test_cwru_mat_reader_rate_channels_and_errors(tmp_path):
     with pytest.raises(DataError, match="sampling rate .* is unknown"):
         read_cwru_mat(undated)
     assert read_cwru_mat(undated, sampling_rate=12_000).label == "normal"
+    unnamed = _write_mat(tmp_path / "12k" / "machine7.mat", number=7)
+    assert read_cwru_mat(unnamed, labelled=False).label is None  # prediction input: no class needed
 
 
 def test_mixed_sampling_rates_are_refused(tmp_path):

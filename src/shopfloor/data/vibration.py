@@ -97,8 +97,9 @@ def _check_rate(path: Path, found: float | None, expected: float | None) -> floa
     return float(found if found is not None else expected)  # type: ignore[arg-type]
 
 
-def read_cwru_mat(path: str | Path, channels: Sequence[str] = ("DE",), sampling_rate: float | None = None) -> Recording:
-    """Read one CWRU ``.mat`` file: channels ``XNNN_<channel>_time``; class from the file name."""
+def read_cwru_mat(path: str | Path, channels: Sequence[str] = ("DE",), sampling_rate: float | None = None,
+                  labelled: bool = True) -> Recording:
+    """Read one CWRU ``.mat`` file: channels ``XNNN_<channel>_time``; class from the file name (``labelled``)."""
     from scipy.io import loadmat
 
     path = Path(path)
@@ -121,7 +122,8 @@ def read_cwru_mat(path: str | Path, channels: Sequence[str] = ("DE",), sampling_
     rpm = next((float(np.ravel(v)[0]) for k, v in content.items() if k.endswith("RPM")), None)
     signal = np.stack([r[:length] for r in rows]).astype(np.float32)
     rate = _check_rate(path, _rate_from_path(path), sampling_rate)
-    return Recording(signal, rate, cwru_label(path), str(path), {"rpm": rpm} if rpm is not None else {})
+    label = cwru_label(path) if labelled else None
+    return Recording(signal, rate, label, str(path), {"rpm": rpm} if rpm is not None else {})
 
 
 def read_signal_file(path: str | Path, sampling_rate: float | None = None) -> Recording:
@@ -131,9 +133,7 @@ def read_signal_file(path: str | Path, sampling_rate: float | None = None) -> Re
         raise DataError(f"signal file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".mat":
-        rec = read_cwru_mat(path, sampling_rate=sampling_rate)
-        rec.label = None
-        return rec
+        return read_cwru_mat(path, sampling_rate=sampling_rate, labelled=False)
     if suffix == ".wav":
         from scipy.io import wavfile
 

@@ -299,7 +299,7 @@ class FaultDiagnosis(Task):
             signal = item[None, :] if item.ndim == 1 else item
             rec = Recording(np.asarray(signal, dtype=np.float32), rate)
         elif Path(item).suffix.lower() == ".mat":
-            rec = read_cwru_mat(item, self.state.get("channels", self.config.channels), rate)
+            rec = read_cwru_mat(item, self.state.get("channels", self.config.channels), rate, labelled=False)
         else:
             rec = read_signal_file(item, rate)
         validate_recordings([rec])
