@@ -218,6 +218,9 @@ class FaultDiagnosis(Task):
                  **options: Any) -> dict[str, Any]:
         opts = self.EvaluateOptions(**options)
         recordings = self._read(data)
+        if opts.segments == "test" and self.config.test_fraction == 0:
+            raise DataError("this model was trained with test_fraction 0 (no held-out tail); evaluate recordings "
+                            "it has not seen with --segments all")
         if opts.segments == "all":
             seen = set(self.state.get("trained_recordings", []))
             reused = [r.source for r in recordings if _recording_hash(r) in seen]
