@@ -26,7 +26,8 @@ from shopfloor.tasks.rul import RemainingUsefulLife  # noqa: E402
 
 TARGETS = {"FD001": {"rmse": 11.5, "nasa_score": 230.0}, "FD002": {"rmse": 12.5, "nasa_score": 850.0}}
 FIGURES = ["rmse", "mae", "nasa_score", "rmse_raw", "mae_raw", "nasa_score_raw", "interval_coverage",
-           "interval_coverage_raw", "interval_width", "train_seconds"]
+           "interval_coverage_raw", "interval_width", "rmse_single_window", "nasa_score_single_window",
+           "train_seconds"]
 
 
 def run_one(root: Path, subset: str, seed: int, work: Path) -> dict:
