@@ -287,7 +287,7 @@ class RemainingUsefulLife(Task):
         log_dir = Path(out_dir) / "training" if out_dir is not None else None
         members, summaries = [], []
         for k in range(cfg.ensemble):
-            member_cfg = train_cfg.model_copy(update={"seed": train_cfg.seed * 1000 + k})  # distinct across seeds
+            member_cfg = train_cfg.model_copy(update={"seed": train_cfg.seed + k})
             seed_everything(member_cfg.seed)
             regressor = WindowRegressor(normalizer_fit.module, self._build_member(), cfg.rul_cap, cfg.input_noise)
             module = SupervisedModule(regressor, nn.MSELoss(), member_cfg, task_kind="regression")
