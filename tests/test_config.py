@@ -63,3 +63,13 @@ def test_yaml_loading_errors(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("model: simple-cnn\ntraining:\n  epochs: 2\n")
     assert load_yaml(good) == {"model": "simple-cnn", "training": {"epochs": 2}}
+
+
+def test_partial_training_override_keeps_the_task_defaults():
+    from shopfloor.tasks.defect_classification import DefectClassification
+
+    task = DefectClassification(training={"epochs": 5})
+    default = DefectClassificationConfig().training
+    assert task.training.epochs == 5
+    assert task.training.batch_size == default.batch_size and task.training.patience == default.patience
+    assert task.training.learning_rate == default.learning_rate

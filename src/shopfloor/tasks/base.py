@@ -48,7 +48,9 @@ class Task(ABC):
 
     def __init__(self, config: StrictModel | dict | None = None, **overrides: Any):
         base = config.model_dump() if isinstance(config, StrictModel) else dict(config or {})
-        self.config = build_config(self.Config, base, overrides)
+        # the task's own defaults first, so a partial nested override (--epochs 5) keeps the task's
+        # other training defaults instead of falling back to the generic TrainingConfig ones
+        self.config = build_config(self.Config, self.Config().model_dump(), base, overrides)
         self.torch_model: nn.Module | None = None
         self.state: dict[str, Any] = {}
         self.metrics: dict[str, Any] = {}

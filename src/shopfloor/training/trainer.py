@@ -46,7 +46,7 @@ def make_trainer(config: TrainingConfig, log_dir: str | Path, monitor: str = "va
     except ImportError:
         pass
     checkpoint = ModelCheckpoint(dirpath=str(log_dir / "checkpoints"), monitor=monitor, mode=mode,
-                                 save_top_k=1, filename="best")
+                                 save_top_k=1, filename="best", enable_version_counter=False)
     callbacks: list[Any] = [checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=config.patience)]
     if config.progress:
         callbacks.append(TQDMProgressBar(leave=True))
