@@ -20,7 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from common import ROOT, require_dataset, write_result  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402

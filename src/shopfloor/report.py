@@ -112,6 +112,23 @@ def roc_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], t
     return fig
 
 
+def precision_recall_figure(scores: dict[str, tuple[np.ndarray, np.ndarray]],
+                            title: str = "Precision-recall") -> plt.Figure:
+    """``scores``: name -> (binary truth, score); one curve each, average precision in the legend."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, (truth, prob) in scores.items():
+        if 0 < truth.sum() < len(truth):
+            precision, recall, _ = precision_recall_curve(truth, prob)
+            ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(truth, prob):.3f})")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
 def image_grid_figure(images: Sequence[np.ndarray], titles: Sequence[str], cols: int = 6,
                       title: str = "") -> plt.Figure:
     """A grid of HxWx3 uint8 (or HxW) images with a title under each."""

@@ -303,7 +303,7 @@ class FailurePrediction(Task):
                       metrics: dict[str, Any], frame: pd.DataFrame | None = None) -> Path:
         from sklearn.metrics import roc_curve
 
-        from ..report import Report, confusion_matrix_figure, roc_curves_figure
+        from ..report import Report, confusion_matrix_figure, precision_recall_figure, roc_curves_figure
 
         report = Report(out, "Failure prediction: evaluation")
         report.text(f"{metrics['n_test']} records, {int(y[:, 0].sum())} failures; failure threshold "
@@ -324,7 +324,7 @@ class FailurePrediction(Task):
                 curves[name] = (fpr, tpr, float(roc_auc_score(truth, prob)))
         if curves:
             report.figure(roc_curves_figure(curves, "ROC: failure and modes"), "roc", "ROC curves")
-            report.figure(_pr_curves_figure(scores), "precision_recall", "precision-recall curves")
+            report.figure(precision_recall_figure(scores), "precision_recall", "precision-recall curves")
         if frame is not None and alarm.any():
             from ..explain_sensors import attribution_bar_figure
 
@@ -393,19 +393,3 @@ class FailurePrediction(Task):
         return {"task": cls.name, "test_f1": metrics["f1"], "test_pr_auc": metrics["pr_auc"],
                 "test_recall": metrics["recall"], "n_test": metrics["n_test"], "model": str(out_dir / "model"),
                 "report": metrics["report"], "predictions": predictions}
-
-
-def _pr_curves_figure(scores: dict[str, tuple[np.ndarray, np.ndarray]]):
-    """Precision-recall curves with average precision in the legend."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for name, (truth, prob) in scores.items():
-        if 0 < truth.sum() < len(truth):
-            precision, recall, _ = precision_recall_curve(truth, prob)
-            ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(truth, prob):.3f})")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("Precision-recall")
-    ax.legend(fontsize=8, loc="lower left")
-    return fig
