@@ -12,7 +12,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from common import cpu_ms_per_item, matmul_gflops, require_dataset, throughput, write_result  # noqa: E402
 
