@@ -238,8 +238,8 @@ def demo(
         table.add_row(s["task"], figures, f"{s['seconds']:.0f}")
     console.print(table)
     for s in summaries:
-        console.print(f"[bold]{s['task']}[/] report: {s.get('report')}  model: {s.get('model', '')}",
-                      soft_wrap=True)
+        model = f"  model: {s['model']}" if s.get("model") else ""
+        console.print(f"[bold]{s['task']}[/] report: {s.get('report')}{model}", soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover
