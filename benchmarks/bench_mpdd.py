@@ -23,10 +23,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-REPO = Path(__file__).resolve().parents[1]
-DATASETS = Path(os.environ.get("SHOPFLOOR_DATASETS", REPO.parent / "shared" / "datasets"))
-ROOT = DATASETS / "mpdd_metal_plate"
-RESULTS = REPO / "benchmarks" / "results" / "mpdd.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS as RESULTS_DIR  # noqa: E402
+from common import cpu_ms_per_item, datasets_dir, matmul_gflops  # noqa: E402
+
+ROOT = datasets_dir() / "mpdd_metal_plate"
+RESULTS = RESULTS_DIR / "mpdd.json"
 
 
 def peak_rss_mb() -> float:
@@ -42,18 +45,12 @@ def images_per_second(task, paths, batch_size: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def single_thread_cpu_ms(onnx_bytes: bytes, batch, repeats: int = 3) -> float:
-    """CPU milliseconds per image of one ONNX Runtime thread (best of ``repeats``): immune to other jobs."""
+def single_thread_cpu_ms(onnx_bytes: bytes, batch) -> float:
+    """CPU milliseconds per image of one ONNX Runtime thread (best of 3): far less sensitive to other jobs."""
     from shopfloor.runtime import OnnxModel
 
     session = OnnxModel(onnx_bytes, device="cpu", threads=1)
-    session.run(images=batch)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        session.run(images=batch)
-        best = min(best, (time.process_time() - start) / len(batch) * 1000)
-    return best
+    return cpu_ms_per_item(lambda: session.run(images=batch), len(batch))
 
 
 def cpu_cost(task, paths) -> dict:
@@ -80,17 +77,6 @@ def cpu_cost(task, paths) -> dict:
         # no overlap and imperfect 2-thread scaling bounded by: decode + model on one core
         "estimated_images_per_second_1core_idle_machine": round(1000 / (decode_ms + model_ms), 1),
     }
-
-
-def matmul_gflops() -> float:
-    import torch
-
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(5):
-        a @ b
-    return 5 * 2 * 2048 ** 3 / (time.perf_counter() - start) / 1e9
 
 
 def run_one(model: str, out: Path) -> None:
