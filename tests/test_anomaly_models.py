@@ -86,7 +86,7 @@ def test_exported_and_in_memory_models_agree(model, tmp_path):
     task = AnomalyDetection(model=model, image_size=64, training={"progress": False})
     task.fit(root)
     paths = sorted((root / "test").rglob("*.png"))
-    onnx_scores, onnx_maps = task.score_paths(paths)
+    onnx_scores, onnx_maps = task.score_images(paths)
     from shopfloor.data.images import read_images, to_model_input
 
     x = torch.from_numpy(to_model_input(read_images(paths, task.image_spec)))

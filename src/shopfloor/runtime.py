@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from .errors import ConfigError
+
+Item = TypeVar("Item")
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def available_providers() -> list[str]:
@@ -57,6 +68,10 @@ class OnnxModel:
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
+    @property
+    def on_cpu(self) -> bool:
+        return self.providers[0] == "CPUExecutionProvider"
+
     def run(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
         """Run one batch; inputs by name, outputs as a name -> array dict."""
         missing = set(self.input_names) - set(inputs)
@@ -72,6 +87,48 @@ class OnnxModel:
             for name, value in self.run(**batch).items():
                 collected.setdefault(name, []).append(value)
         return {k: np.concatenate(v, axis=0) for k, v in collected.items()}
+
+
+class ParallelRunner:
+    """Runs one ONNX graph over many items, preparing (e.g. decoding) and scoring them side by side.
+
+    On CPU, with at least one item per core: a one-thread session shared by one worker thread per core,
+    each taking one item at a time through ``prepare`` and the graph (PIL and ONNX Runtime release the
+    GIL). For throughput this beats one multi-threaded session over large batches: no intra-op
+    synchronisation and cache-sized activations (PatchCore, 2 cores, batches of 16: 52.7 vs 40.9
+    images/s). Fewer items than cores (a single image) run as one batch on the multi-threaded session.
+    On a GPU the jobs are whole batches and the threads only overlap preparation with the device.
+    Results equal a single batched run and come back in input order.
+    """
+
+    def __init__(self, model: bytes | str | os.PathLike, device: str = "auto", workers: int | None = None,
+                 batch_model: OnnxModel | None = None):
+        self.batch_model = batch_model or OnnxModel(model, device=device)
+        on_cpu = self.batch_model.on_cpu
+        self.item_model = OnnxModel(model, device=device, threads=1) if on_cpu else self.batch_model
+        self.workers = workers or (cpu_cores() if on_cpu else 2)
+
+    def job_size(self, n_items: int, batch_size: int) -> int:
+        """Items per graph run: one on CPU when every core gets one, else ``batch_size``."""
+        side_by_side = self.item_model is not self.batch_model and n_items >= self.workers > 1
+        return 1 if side_by_side else max(1, batch_size)
+
+    def map(self, prepare: Callable[[Sequence[Item]], dict[str, np.ndarray]], items: Sequence[Item],
+            batch_size: int, progress: Callable[[int], Any] | None = None) -> Iterator[dict[str, np.ndarray]]:
+        """Outputs of ``graph(prepare(job))`` for consecutive jobs of :meth:`job_size` items, in order;
+        ``progress(n)`` is called with the number of items of each finished job."""
+        size = self.job_size(len(items), batch_size)
+        model = self.item_model if size == 1 else self.batch_model
+        jobs = [items[i:i + size] for i in range(0, len(items), size)]
+
+        def run(job: Sequence[Item]) -> dict[str, np.ndarray]:
+            return model.run(**prepare(job))
+
+        with ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(jobs)))) as pool:
+            for job, out in zip(jobs, pool.map(run, jobs)):
+                if progress is not None:
+                    progress(len(job))
+                yield out
 
 
 def export_onnx(module: Any, example_inputs: tuple, input_names: list[str], output_names: list[str],

@@ -36,6 +36,7 @@ from ..data.images import (
     array_to_model_frame,
     expand_image_inputs,
     open_image,
+    read_image_source,
     read_images,
     to_model_input,
 )
@@ -64,7 +65,7 @@ class AnomalyDetectionConfig(StrictModel):
     keep_aspect: bool = Field(False, description="letterbox images instead of stretching them (elongated parts)")
     feature_blocks: list[int] = Field([4, 10], description="backbone blocks whose outputs form the patch features")
     coreset_ratio: float = Field(0.1, gt=0, le=1, description="share of training patches kept in the memory bank")
-    max_bank_size: int = Field(2048, ge=1, description="upper bound of the memory bank (inference cost grows with it)")
+    max_bank_size: int = Field(1536, ge=1, description="upper bound of the memory bank (inference cost grows with it)")
     coreset_projection_dim: int = Field(32, ge=4, description="random-projection size used by coreset selection")
     feature_memory_mb: int = Field(1024, ge=8, description="cap on the patch features held for coreset selection")
     smoothing_sigma: float = Field(4.0, ge=0, description="Gaussian smoothing of the anomaly map, in pixels")
@@ -313,31 +314,26 @@ class AnomalyDetection(Task):
         }
 
     # ----------------------------------------------------------------- inference
-    def _run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self.runtime.run(images=to_model_input(images))
-        return out["score"], out["anomaly_map"]
+    def score_images(self, items: Sequence[ImageSource], desc: str = "scoring",
+                     batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised scores ``[N]`` and maps ``[N, H, W]`` of image files or arrays, through ONNX Runtime.
 
-    def score_paths(self, paths: Sequence[Path], desc: str = "scoring",
-                    batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised scores ``[N]`` and maps ``[N, H, W]`` of image files, through ONNX Runtime.
-
-        The next batch is decoded in a background thread while the current one runs (PIL releases the
-        GIL while decoding and resizing), so decoding overlaps inference.
+        Decoding and scoring run side by side on every core (:class:`shopfloor.runtime.ParallelRunner`);
+        the results equal one batched run of the same graph.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
         spec = self.image_spec
-        slices = list(batched(len(paths), batch_size or self.training.batch_size))
+        items = list(items)
+
+        def prepare(job: Sequence[ImageSource]) -> dict[str, np.ndarray]:
+            return {"images": to_model_input(np.stack([read_image_source(x, spec) for x in job]))}
+
         scores, maps = [], []
-        with ThreadPoolExecutor(max_workers=1) as reader:
-            pending = reader.submit(read_images, paths[slices[0]], spec) if slices else None
-            for i in tqdm(range(len(slices)), desc=desc, leave=False, disable=not self.training.progress):
-                images = pending.result()
-                if i + 1 < len(slices):
-                    pending = reader.submit(read_images, paths[slices[i + 1]], spec)
-                s, m = self._run(images)
-                scores.append(s)
-                maps.append(m)
+        with tqdm(total=len(items), desc=desc, leave=False, disable=not self.training.progress) as bar:
+            for out in self.parallel_runtime.map(prepare, items, batch_size or self.training.batch_size, bar.update):
+                scores.append(out["score"])
+                maps.append(out["anomaly_map"])
+        if not items:
+            return np.zeros(0, np.float32), np.zeros((0, spec.height, spec.width), np.float32)
         return np.concatenate(scores), np.concatenate(maps)
 
     def _valid_region(self, paths: Sequence[Path]) -> np.ndarray | None:
@@ -361,7 +357,7 @@ class AnomalyDetection(Task):
         paths = [s.path for s in samples]
         labels = np.array([s.label for s in samples])
         types = np.array([s.defect_type for s in samples])
-        scores, maps = self.score_paths(paths, "scoring test images")
+        scores, maps = self.score_images(paths, "scoring test images")
         masks = read_masks(samples, self.image_spec) if has_masks(samples) else None
         valid = self._valid_region(paths)
         result: dict[str, Any] = image_metrics(labels, scores)
@@ -410,9 +406,7 @@ class AnomalyDetection(Task):
         used: set[str] = set()
         for sl in batched(len(items), self.training.batch_size):
             chunk = items[sl]
-            frames = np.stack([array_to_model_frame(x, spec) if isinstance(x, np.ndarray)
-                               else read_images([x], spec)[0] for x in chunk])
-            scores, maps = self._run(frames)
+            scores, maps = self.score_images(chunk, "predicting")
             for k, (item, score, amap) in enumerate(zip(chunk, scores, maps)):
                 index = sl.start + k
                 original = _original_rgb(item)

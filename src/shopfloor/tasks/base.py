@@ -23,7 +23,7 @@ from torch import nn
 from ..artifact import Artifact, read_artifact, write_artifact
 from ..config import StrictModel, TrainingConfig, build_config
 from ..errors import ArtifactError, ConfigError
-from ..runtime import OnnxModel, export_onnx
+from ..runtime import OnnxModel, ParallelRunner, export_onnx
 
 
 class NoOptions(StrictModel):
@@ -57,6 +57,7 @@ class Task(ABC):
         self.data_fingerprint: str | None = None
         self._onnx_bytes: bytes | None = None
         self._runtime: OnnxModel | None = None
+        self._parallel: ParallelRunner | None = None
         self._artifact: Artifact | None = None
 
     @property
@@ -103,6 +104,7 @@ class Task(ABC):
         module = self.export_module().eval()
         self._onnx_bytes = export_onnx(module, sig.example_inputs, sig.input_names, sig.output_names)
         self._runtime = None
+        self._parallel = None
         return self._onnx_bytes
 
     @property
@@ -115,6 +117,14 @@ class Task(ABC):
                 self.export()
             self._runtime = OnnxModel(self._onnx_bytes, device=self.training.device)
         return self._runtime
+
+    @property
+    def parallel_runtime(self) -> ParallelRunner:
+        """The same graph run over many items side by side (throughput; see :class:`ParallelRunner`)."""
+        if self._parallel is None:
+            runtime = self.runtime  # exports if needed
+            self._parallel = ParallelRunner(self._onnx_bytes, device=self.training.device, batch_model=runtime)
+        return self._parallel
 
     def manifest(self) -> dict[str, Any]:
         """What goes into manifest.json besides files and versions."""
