@@ -95,7 +95,11 @@ def test_threshold_and_metrics_on_a_worked_example():
     y = np.array([0, 0, 1, 1, 0, 1])
     p = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
     threshold, f1 = _max_f1_threshold(y, p)
-    assert threshold == pytest.approx(0.35) and f1 == pytest.approx(6 / 7)  # TP 3, FP 1 (0.4), FN 0
+    # best alarm set {0.35, 0.4, 0.8, 0.9}: TP 3, FP 1 (0.4), FN 0; any threshold in (0.2, 0.35] gives it,
+    # and the stored one is the middle of that gap in logit space
+    assert f1 == pytest.approx(6 / 7)
+    assert threshold == pytest.approx(1 / (1 + np.exp(-(np.log(0.35 / 0.65) + np.log(0.2 / 0.8)) / 2)))
+    assert 0.2 < threshold < 0.35
     m = binary_metrics(y, (p >= 0.5).astype(int), p)
     assert (m["precision"], m["recall"]) == (1.0, pytest.approx(2 / 3))
     assert m["roc_auc"] == pytest.approx(8 / 9)  # pairs (pos, neg) ranked right: 8 of 9

@@ -25,11 +25,14 @@ def test_parallel_runner_matches_one_batched_run_in_order(graph):
     runner = ParallelRunner(graph, device="cpu", workers=3)
     assert runner.job_size(len(items), 16) == 1  # CPU: one item per run, one run per worker
     assert runner.job_size(2, 16) == 16  # fewer items than workers: one batch on the multi-threaded session
+    assert runner.job_size(16, 16, per_run=8) == 6  # several per run, but every worker gets a share
     seen = []
     outs = list(runner.map(lambda job: {"x": np.stack(job)}, items, batch_size=16, progress=seen.append))
     np.testing.assert_allclose(np.concatenate([o["y"] for o in outs]), expected["y"])
     np.testing.assert_allclose(np.concatenate([o["total"] for o in outs]), expected["total"])
     assert sum(seen) == len(items)
+    chunked = list(runner.map(lambda job: {"x": np.stack(job)}, items, batch_size=16, per_run=4))
+    np.testing.assert_allclose(np.concatenate([o["y"] for o in chunked]), expected["y"])
     single = list(runner.map(lambda job: {"x": np.stack(job)}, items[:1], batch_size=16))
     np.testing.assert_allclose(single[0]["y"], expected["y"][:1])
 

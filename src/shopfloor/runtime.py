@@ -108,17 +108,25 @@ class ParallelRunner:
         self.item_model = OnnxModel(model, device=device, threads=1) if on_cpu else self.batch_model
         self.workers = workers or (cpu_cores() if on_cpu else 2)
 
-    def job_size(self, n_items: int, batch_size: int) -> int:
-        """Items per graph run: one on CPU when every core gets one, else ``batch_size``."""
-        side_by_side = self.item_model is not self.batch_model and n_items >= self.workers > 1
-        return 1 if side_by_side else max(1, batch_size)
+    def side_by_side(self, n_items: int) -> bool:
+        """Whether ``n_items`` run on the one-thread session, one worker per core (CPU, an item per core)."""
+        return self.item_model is not self.batch_model and n_items >= self.workers > 1
+
+    def job_size(self, n_items: int, batch_size: int, per_run: int | None = None) -> int:
+        """Items per graph run: side by side ``per_run`` (default one, at most an equal share per core);
+        otherwise ``batch_size`` items on the multi-threaded (or accelerator) session."""
+        if not self.side_by_side(n_items):
+            return max(1, batch_size)
+        return max(1, min(per_run or 1, -(-n_items // self.workers)))
 
     def map(self, prepare: Callable[[Sequence[Item]], dict[str, np.ndarray]], items: Sequence[Item],
-            batch_size: int, progress: Callable[[int], Any] | None = None) -> Iterator[dict[str, np.ndarray]]:
+            batch_size: int, progress: Callable[[int], Any] | None = None,
+            per_run: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Outputs of ``graph(prepare(job))`` for consecutive jobs of :meth:`job_size` items, in order;
-        ``progress(n)`` is called with the number of items of each finished job."""
-        size = self.job_size(len(items), batch_size)
-        model = self.item_model if size == 1 else self.batch_model
+        ``progress(n)`` is called with the number of items of each finished job. ``per_run``: items per
+        run when they run side by side (graphs that read large fitted tensors per run prefer several)."""
+        size = self.job_size(len(items), batch_size, per_run)
+        model = self.item_model if self.side_by_side(len(items)) else self.batch_model
         jobs = [items[i:i + size] for i in range(0, len(items), size)]
 
         def run(job: Sequence[Item]) -> dict[str, np.ndarray]:

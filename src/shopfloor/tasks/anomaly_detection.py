@@ -327,9 +327,13 @@ class AnomalyDetection(Task):
         def prepare(job: Sequence[ImageSource]) -> dict[str, np.ndarray]:
             return {"images": to_model_input(np.stack([read_image_source(x, spec) for x in job]))}
 
+        batch_size = batch_size or self.training.batch_size
+        # PaDiM reads its per-position inverse covariances (~100 MB at 256 px) on every run: several images
+        # per run amortise that; PatchCore is fastest one image per run (cache-sized activations)
+        per_run = batch_size if self.config.model == "padim" else 1
         scores, maps = [], []
         with tqdm(total=len(items), desc=desc, leave=False, disable=not self.training.progress) as bar:
-            for out in self.parallel_runtime.map(prepare, items, batch_size or self.training.batch_size, bar.update):
+            for out in self.parallel_runtime.map(prepare, items, batch_size, bar.update, per_run=per_run):
                 scores.append(out["score"])
                 maps.append(out["anomaly_map"])
         if not items:

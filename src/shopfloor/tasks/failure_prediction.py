@@ -11,6 +11,7 @@ validation data, never on the data a member trained on — and stored in the gra
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -88,13 +89,25 @@ class FailureEvaluateOptions(StrictModel):
 
 
 def _max_f1_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """(threshold, F1) maximising F1 of ``p >= threshold``; 0.5 and 0 when ``y`` has no positive."""
+    """(threshold, F1) maximising F1 of ``p >= threshold``; 0.5 and 0 when ``y`` has no positive.
+
+    Every threshold between the lowest probability the best alarm set includes and the highest one it
+    leaves out gives the same F1 here; the midpoint of that gap in logit space is taken (not its upper
+    edge, where a positive sits exactly on the threshold), so the rule keeps a margin on both sides when
+    it is applied to the ensemble's averaged probabilities.
+    """
     if y.sum() == 0:
         return 0.5, 0.0
     precision, recall, thresholds = precision_recall_curve(y, p)
     f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
     best = int(np.argmax(f1))
-    return float(thresholds[best]), float(f1[best])
+    upper = float(thresholds[best])
+    below = p[p < upper]
+    if below.size == 0:
+        return upper, float(f1[best])
+    edges = np.clip(np.array([upper, float(below.max())]), 1e-7, 1 - 1e-7)
+    middle = float(np.log(edges / (1 - edges)).mean())
+    return 1 / (1 + math.exp(-middle)), float(f1[best])
 
 
 def binary_metrics(y: np.ndarray, alarm: np.ndarray, probability: np.ndarray) -> dict[str, Any]:
