@@ -105,8 +105,10 @@ def run_one(model: str, out: Path) -> None:
         "bank_size": task.state.get("bank_size"), "image_size": task.config.image_size,
         "images_per_second_batch1_wall": images_per_second(task, paths, 1),
         "images_per_second_batch16_wall": images_per_second(task, paths, 16),
-        "execution": f"{task.parallel_runtime.workers} worker threads, each decoding one image and running the graph "
-                     "on a one-thread ONNX Runtime session (shopfloor.runtime.ParallelRunner)",
+        "execution": f"{task.parallel_runtime.workers} worker threads, each decoding its images and running the graph "
+                     "on a one-thread ONNX Runtime session (shopfloor.runtime.ParallelRunner); images per run: "
+                     + ("a share of the batch" if model == "padim" else "one") + "; batch 1 = one image per call on "
+                     "the multi-threaded session",
         "matmul_gflops_2threads_same_run": matmul_gflops(),
         "load_average_1min": os.getloadavg()[0],
     }
