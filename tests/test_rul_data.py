@@ -158,6 +158,23 @@ def test_short_units_error_pad_skip():
     assert padded.rul[1] == frame[frame["unit"] == 2]["rul"].iloc[-1]
 
 
+def test_windows_carry_the_units_first_readings_as_baseline():
+    frame = simulate_degradation(2, seed=1, life_range=(40, 40))
+    frame = frame[~((frame["unit"] == 2) & (frame["time"] > 6))]  # unit 2: 6 rows, fewer than the baseline
+    histories = load_histories(frame, SPEC)
+    features = histories.features
+    w = make_windows(histories, features, 10, baseline_rows=8, short_units="pad")
+    assert w.x.shape[1:] == (18, len(features))
+    unit1 = histories.frame[histories.frame["unit"] == 1][features].to_numpy(dtype=np.float32)
+    unit2 = histories.frame[histories.frame["unit"] == 2][features].to_numpy(dtype=np.float32)
+    first, last = w.x[w.unit == 1][0], w.x[w.unit == 1][-1]
+    np.testing.assert_array_equal(first[:8], unit1[:8])
+    np.testing.assert_array_equal(last[:8], unit1[:8])  # the same reference ahead of every window
+    np.testing.assert_array_equal(last[8:], unit1[-10:])
+    short = w.x[w.unit == 2][0]
+    np.testing.assert_array_equal(short[:8], np.concatenate([np.repeat(unit2[:1], 2, axis=0), unit2]))
+
+
 def test_windows_stride_and_targets():
     histories = load_histories(simulate_degradation(2, seed=3, life_range=(50, 50)), SPEC)
     features = histories.features

@@ -122,3 +122,28 @@ def test_bad_config_is_config_error():
         RemainingUsefulLife(model="resnet")
     with pytest.raises(ConfigError):
         RemainingUsefulLife(interval_level=1.5)
+
+
+def test_baseline_channels_ignore_a_unit_wide_offset():
+    """The deviation channels compare a window with the unit's own first readings, so shifting a whole
+    unit's sensor by a constant (manufacturing offset) leaves them unchanged while the level channels move."""
+    from shopfloor.data.windows import ConditionNormalizer
+    from shopfloor.tasks.rul import WindowFeatures
+
+    features = WindowFeatures(ConditionNormalizer(n_settings=0, n_sensors=3), baseline_rows=4)
+    x = torch.randn(2, 4 + 6, 3)
+    shifted = x + torch.tensor([5.0, 0.0, -2.0])
+    a, b = features(x), features(shifted)
+    assert a.shape == (2, 6, 6)  # (batch, 3 levels + 3 deviations, window)
+    torch.testing.assert_close(a[:, 3:], b[:, 3:])
+    assert not torch.allclose(a[:, :3], b[:, :3])
+    torch.testing.assert_close(a[:, 3:], (x[:, 4:] - x[:, :4].mean(dim=1, keepdim=True)).transpose(1, 2))
+
+
+def test_predict_refuses_units_without_their_early_history(fitted):
+    """The baseline reference is each unit's first readings: a table of recent rows only is refused."""
+    task, paths, _ = fitted
+    recent = pd.read_csv(paths["recent"])
+    late = recent[recent["time"] > 40]
+    with pytest.raises(DataError, match="start late.*history from its start"):
+        task.predict([late])

@@ -64,12 +64,15 @@ class Windows:
 
 
 def make_windows(histories: SensorHistories, features: list[str], window: int, stride: int = 1,
-                 last_n: int | None = None, short_units: Literal["error", "pad", "skip"] = "error") -> Windows:
+                 last_n: int | None = None, short_units: Literal["error", "pad", "skip"] = "error",
+                 baseline_rows: int = 0) -> Windows:
     """Sliding windows over each unit, ending at its last row and every ``stride`` rows before it.
 
     ``last_n`` keeps only the final ``last_n`` windows of each unit (``1``: the test protocol's last window).
     Units shorter than ``window``: ``error`` names them, ``pad`` repeats the unit's first reading in
-    front, ``skip`` leaves them out.
+    front, ``skip`` leaves them out. ``baseline_rows`` = k > 0 puts the unit's first k rows (its own
+    early-life reference; the first reading repeated in front when the unit has fewer) ahead of every
+    window: ``x`` is then (n, k + window, features).
     """
     if window < 1 or stride < 1:
         raise DataError(f"window ({window}) and stride ({stride}) must be at least 1")
@@ -101,7 +104,12 @@ def make_windows(histories: SensorHistories, features: list[str], window: int, s
             stops = stops[-last_n:]
         stops_arr = np.asarray(stops)
         view = np.lib.stride_tricks.sliding_window_view(block, window, axis=0)  # (n - window + 1, F, window)
-        xs.append(view[stops_arr - window + 1].transpose(0, 2, 1))
+        chosen = view[stops_arr - window + 1].transpose(0, 2, 1)
+        if baseline_rows:
+            first = values[s:s + baseline_rows]
+            first = np.concatenate([np.repeat(first[:1], baseline_rows - len(first), axis=0), first])
+            chosen = np.concatenate([np.broadcast_to(first, (len(chosen), *first.shape)), chosen], axis=1)
+        xs.append(chosen)
         row = s + np.maximum(stops_arr - (len(block) - n), 0)  # row in the unpadded frame
         ys.append(rul[row])
         us.append(unit_ids[row])

@@ -29,7 +29,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 
 from ..artifact import fingerprint_arrays
 from ..config import StrictModel, TrainingConfig
-from ..data.sensor_histories import TIME, HistorySpec, SensorHistories, load_histories
+from ..data.sensor_histories import TIME, UNIT, HistorySpec, SensorHistories, load_histories, plain
 from ..data.windows import (
     DEFAULT_RUL_CAP,
     ConditionNormalizer,
@@ -68,6 +68,9 @@ class RULConfig(StrictModel):
         "auto", description="operating conditions to cluster the settings into ('auto' finds them; 1 = none)")
     short_units: Literal["error", "pad", "skip"] = Field(
         "error", description="units shorter than the window: error, pad (repeat the first reading) or skip")
+    baseline_cycles: int = Field(
+        20, ge=0, description="compare each window with the mean of the unit's first N readings (its own healthy "
+        "reference; removes unit-to-unit offsets); needs each unit's history from its start at predict time; 0 = off")
     age_feature: bool = Field(
         True, description="feed the time column (cycles since the unit's history began) to the model as an input; "
         "needs real cycle counts at predict time")
@@ -91,45 +94,69 @@ class EvaluateOptions(StrictModel):
 
 
 # ----------------------------------------------------------------------------- modules
+class WindowFeatures(nn.Module):
+    """Raw input (batch, k + window, features) -> model input (batch, channels, window).
+
+    Sensors are standardised per operating condition. With ``baseline_rows`` = k > 0 the first k rows
+    are the unit's own first readings (see :func:`make_windows`): each sensor's deviation from their
+    mean is appended as a second set of channels, which removes the unit-to-unit offsets (manufacturing
+    variation, initial wear) that otherwise look like degradation.
+    """
+
+    def __init__(self, normalizer: ConditionNormalizer, baseline_rows: int = 0):
+        super().__init__()
+        self.normalizer = normalizer
+        self.baseline_rows = baseline_rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.normalizer(x)
+        k = self.baseline_rows
+        if k:
+            reference = z[:, :k].mean(dim=1, keepdim=True)
+            z = z[:, k:]
+            z = torch.cat([z, z - reference], dim=2)
+        return z.transpose(1, 2)
+
+
 class WindowRegressor(nn.Module):
-    """Raw window (batch, time, features) -> normalised sensors -> one sequence model -> RUL (batch,).
+    """Raw input -> :class:`WindowFeatures` -> one sequence model -> RUL (batch,).
 
     The model predicts RUL in units of ``rul_scale`` (the cap), so its outputs start near the right range;
     this is the training wrapper of one ensemble member. ``input_noise``: std of Gaussian noise added to
     the normalised inputs in training mode only (augmentation against over-fitting to sensor noise).
     """
 
-    def __init__(self, normalizer: ConditionNormalizer, model: nn.Module, rul_scale: float, input_noise: float = 0.0):
+    def __init__(self, features: WindowFeatures, model: nn.Module, rul_scale: float, input_noise: float = 0.0):
         super().__init__()
-        self.normalizer = normalizer
+        self.features = features
         self.model = model
         self.input_noise = input_noise
         self.register_buffer("rul_scale", torch.tensor(float(rul_scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.normalizer(x)
+        z = self.features(x)
         if self.training and self.input_noise > 0:
             z = z + self.input_noise * torch.randn_like(z)
-        return self.model(z.transpose(1, 2)).reshape(-1) * self.rul_scale
+        return self.model(z).reshape(-1) * self.rul_scale
 
 
 class RULEnsemble(nn.Module):
-    """The exported RUL model: raw window (batch, time, features) -> (rul, lower, upper, spread).
+    """The exported RUL model: raw input (batch, k + window, features) -> (rul, lower, upper, spread).
 
     ``rul`` is the members' mean, clipped at 0; ``spread`` their standard deviation; the interval is
     ``rul +- interval_scale * (spread + interval_offset)``, both fitted on validation units.
     """
 
-    def __init__(self, normalizer: ConditionNormalizer, members: Sequence[nn.Module], rul_scale: float):
+    def __init__(self, features: WindowFeatures, members: Sequence[nn.Module], rul_scale: float):
         super().__init__()
-        self.normalizer = normalizer
+        self.features = features
         self.members = nn.ModuleList(members)
         self.register_buffer("rul_scale", torch.tensor(float(rul_scale)))
         self.register_buffer("interval_scale", torch.tensor(1.645))
         self.register_buffer("interval_offset", torch.tensor(1.0))
 
     def member_predictions(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.normalizer(x).transpose(1, 2)
+        z = self.features(x)
         return torch.stack([m(z).reshape(-1) for m in self.members], dim=1) * self.rul_scale
 
     def mean_rul(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,14 +242,16 @@ class RemainingUsefulLife(Task):
     def build_model(self) -> nn.Module:
         s = self.state
         normalizer = ConditionNormalizer(len(s["settings"]), len(s["sensors"]), s["n_conditions"])
-        return RULEnsemble(normalizer, [self._build_member() for _ in range(self.config.ensemble)], self.config.rul_cap)
+        features = WindowFeatures(normalizer, self.config.baseline_cycles)
+        return RULEnsemble(features, [self._build_member() for _ in range(self.config.ensemble)], self.config.rul_cap)
 
     def _build_member(self) -> nn.Module:
-        return build_sequence_model(self.config.model, len(self.state["sensors"]), 1, seq_len=self.config.window,
+        channels = len(self.state["sensors"]) * (2 if self.config.baseline_cycles else 1)
+        return build_sequence_model(self.config.model, channels, 1, seq_len=self.config.window,
                                     **self.config.model_options)
 
     def onnx_signature(self) -> OnnxSignature:
-        example = torch.zeros(2, self.config.window, len(self.features))
+        example = torch.zeros(2, self.config.baseline_cycles + self.config.window, len(self.features))
         return OnnxSignature(example_inputs=(example,), input_names=["window"], output_names=OUTPUTS)
 
     def _read(self, data: Any, split: Literal["train", "test"]) -> SensorHistories:
@@ -235,11 +264,29 @@ class RemainingUsefulLife(Task):
     def _windows(self, histories: SensorHistories, last_n: int | None = None, stride: int = 1,
                  short_units: str | None = None) -> Windows:
         return make_windows(histories, self.features, self.config.window, stride=stride, last_n=last_n,
-                            short_units=short_units or self.config.short_units)
+                            short_units=short_units or self.config.short_units,
+                            baseline_rows=self.config.baseline_cycles)
+
+    def check_history_starts(self, histories: SensorHistories) -> None:
+        """With ``baseline_cycles``, every unit must come with its history from the start (its first readings
+        are the reference its windows are compared with): a unit starting later than any training unit
+        did by more than ``baseline_cycles`` steps is an error, not a silently wrong reference."""
+        if not self.config.baseline_cycles or "latest_start_time" not in self.state:
+            return
+        starts = histories.frame.groupby(UNIT, sort=False)[TIME].min()
+        limit = self.state["latest_start_time"] + self.config.baseline_cycles
+        late = starts[starts > limit]
+        if len(late):
+            listed = ", ".join(f"{plain(u)!r} (from time {t:g})" for u, t in late.head(5).items())
+            raise DataError(f"{histories.source}: {len(late)} unit(s) start late: {listed}. The model compares recent "
+                            f"readings with each unit's first {self.config.baseline_cycles} readings, so give every "
+                            f"unit's history from its start (training units started by time "
+                            f"{self.state['latest_start_time']:g}), or train with --baseline-cycles 0")
 
     def unit_estimates(self, histories: SensorHistories) -> tuple[Windows, dict[str, np.ndarray]]:
         """Each unit's estimate at its last row: the last window (its RUL truth, unit, time) and the combined
         ONNX outputs (``rul``, ``lower``, ``upper``, ``spread``), plus ``rul_single_window`` (last window alone)."""
+        self.check_history_starts(histories)
         windows = self._windows(histories, last_n=self.config.recent_windows)
         outputs = self.run_windows(windows.x)
         combined = combine_recent(windows.unit, windows.end_time, outputs, self.config.recent_windows)
@@ -272,10 +319,14 @@ class RemainingUsefulLife(Task):
             "condition_counts": normalizer_fit.condition_counts,
             "notes": histories.notes,
             "n_train_units": len(train_units),
+            "latest_start_time": float(histories.frame.groupby(UNIT, sort=False)[TIME].min().max()),
             "n_val_units": len(val_units),
-            "input": {"name": "window", "shape": ["batch", cfg.window, len(normalizer_fit.features)],
+            "input": {"name": "window",
+                      "shape": ["batch", cfg.baseline_cycles + cfg.window, len(normalizer_fit.features)],
                       "dtype": "float32", "columns": normalizer_fit.features,
                       "values": "raw readings, oldest first; normalisation is inside the graph",
+                      "rows": f"the unit's first {cfg.baseline_cycles} readings (its reference), then the last "
+                              f"{cfg.window}" if cfg.baseline_cycles else f"the last {cfg.window} readings",
                       "time": "the unit's time column (cycles since its history began)" if cfg.age_feature
                       else "unused"},
         }
@@ -285,11 +336,12 @@ class RemainingUsefulLife(Task):
         self.data_fingerprint = fingerprint_arrays(pd.util.hash_pandas_object(histories.frame, index=False).to_numpy())
         y_train, y_val = train_w.target(cfg.rul_cap), val_w.target(cfg.rul_cap)
         log_dir = Path(out_dir) / "training" if out_dir is not None else None
+        features = WindowFeatures(normalizer_fit.module, cfg.baseline_cycles)
         members, summaries = [], []
         for k in range(cfg.ensemble):
             member_cfg = train_cfg.model_copy(update={"seed": train_cfg.seed + k})
             seed_everything(member_cfg.seed)
-            regressor = WindowRegressor(normalizer_fit.module, self._build_member(), cfg.rul_cap, cfg.input_noise)
+            regressor = WindowRegressor(features, self._build_member(), cfg.rul_cap, cfg.input_noise)
             module = SupervisedModule(regressor, nn.MSELoss(), member_cfg, task_kind="regression")
             summary = fit_supervised(
                 module, _loader(train_w.x, y_train, member_cfg.batch_size, True, member_cfg.seed, cfg.epoch_windows),
@@ -297,16 +349,22 @@ class RemainingUsefulLife(Task):
                 log_dir / f"member_{k}" if log_dir is not None else None)
             summaries.append(summary)
             members.append(regressor.model)
-        network = RULEnsemble(normalizer_fit.module, members, cfg.rul_cap).eval()
+        network = RULEnsemble(features, members, cfg.rul_cap).eval()
         with torch.no_grad():
             outputs = [network(torch.as_tensor(val_w.x[sl])) for sl in batched(len(val_w), 2048)]
         per_window = {name: np.concatenate([o[i].numpy() for o in outputs]) for i, name in enumerate(OUTPUTS)}
         combined = combine_recent(val_w.unit, val_w.end_time, per_window, cfg.recent_windows)
         mean, spread = combined["rul"], combined["spread"]
-        scale, offset = calibrate_interval(y_val, mean, spread, cfg.interval_level)
+        # early-life windows (truth at the cap) are many and easy; calibrating on them would make the interval
+        # too narrow for units already degrading, so the windows below the cap are used when there are enough
+        degrading = y_val < cfg.rul_cap
+        calibration = degrading if degrading.sum() >= 50 else np.ones_like(degrading)
+        scale, offset = calibrate_interval(y_val[calibration], mean[calibration], spread[calibration],
+                                           cfg.interval_level)
         network.interval_scale.fill_(scale)
         network.interval_offset.fill_(offset)
         self.state["interval"] = {"method": "deep ensemble + split-conformal scaling on validation units",
+                                  "calibration_windows": "below the RUL cap" if degrading.sum() >= 50 else "all",
                                   "level": cfg.interval_level, "scale": scale, "offset": offset}
         self.torch_model = network
         self.metrics = {
@@ -400,7 +458,7 @@ class RemainingUsefulLife(Task):
         """Each window with its sensors set to the mean reading of its operating condition (the healthy
         fleet average), settings unchanged: the reference integrated gradients start from."""
         network = self.require_model()
-        norm = network.normalizer
+        norm = network.features.normalizer
         with torch.no_grad():
             x = torch.as_tensor(windows, dtype=torch.float32)
             base = x.clone()
@@ -444,4 +502,4 @@ class RemainingUsefulLife(Task):
         }
 
 
-__all__ = ["RULConfig", "RULEnsemble", "RemainingUsefulLife", "WindowRegressor", "calibrate_interval"]
+__all__ = ["RULConfig", "RULEnsemble", "RemainingUsefulLife", "WindowFeatures", "WindowRegressor", "calibrate_interval"]
