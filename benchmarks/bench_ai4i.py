@@ -77,7 +77,6 @@ def main() -> None:
     train_seconds = time.perf_counter() - start
     metrics = task.evaluate(test, report_dir=work / "report")
     dnn = {k: metrics[k] for k in ("f1", "precision", "recall", "pr_auc", "roc_auc", "threshold", "modes_in_alarm",
-                                   "alarm_thresholds",
                                    "true_positives", "false_positives", "false_negatives")}
     dnn["mode_recall"] = {m: e["alarm_recall"] for m, e in metrics["per_mode"].items()}
     dnn["per_mode"] = metrics["per_mode"]

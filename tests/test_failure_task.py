@@ -12,7 +12,7 @@ import torch
 from shopfloor.data.synthetic_tabular import make_process_records
 from shopfloor.errors import DataError
 from shopfloor.tasks import get_task
-from shopfloor.tasks.failure_prediction import FailurePrediction, _alarm_thresholds, _max_f1_threshold, binary_metrics
+from shopfloor.tasks.failure_prediction import FailurePrediction, _max_f1_threshold, binary_metrics
 
 SMALL = {"epochs": 10, "batch_size": 128, "progress": False, "device": "cpu"}
 
@@ -103,16 +103,3 @@ def test_threshold_and_metrics_on_a_worked_example():
     m = binary_metrics(y, (p >= 0.5).astype(int), p)
     assert (m["precision"], m["recall"]) == (1.0, pytest.approx(2 / 3))
     assert m["roc_auc"] == pytest.approx(8 / 9)  # pairs (pos, neg) ranked right: 8 of 9
-
-
-def test_mode_alarm_threshold_maximises_the_combined_alarm_f1():
-    # columns: failure probability, one mode; the failure head alone (>= 0.8) catches 1 of 3 failures
-    y = np.array([1, 1, 0, 1, 0])
-    p = np.array([[0.9, 0.1], [0.2, 0.6], [0.1, 0.5], [0.3, 0.4], [0.1, 0.05]])
-    chosen = _alarm_thresholds(y, p, 0.8, {1: 0.7})
-    # F1 of the combined alarm: 0.5 at the mode's own 0.7, 0.8 at 0.6, 6/7 at 0.4 (one false alarm)
-    logit = np.log(0.4 / 0.6) + np.log(0.1 / 0.9)
-    assert chosen[1] == pytest.approx(1 / (1 + np.exp(-logit / 2)))  # middle of the gap below 0.4
-    assert 0.1 < chosen[1] < 0.4
-    # a mode that adds only false alarms keeps its own threshold
-    assert _alarm_thresholds(np.array([1, 0]), np.array([[0.9, 0.1], [0.1, 0.6]]), 0.8, {1: 0.7}) == {1: 0.7}

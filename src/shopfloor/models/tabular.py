@@ -194,9 +194,8 @@ class FailureEnsemble(nn.Module):
 
     Outputs: failure probability (batch,), mode probabilities (batch, modes), failure alarm
     (batch,) and mode alarms (batch, modes) as int64 0/1. Output 0 is the failure target; the
-    failure alarm also fires when the probability of a mode flagged in ``mode_in_alarm`` reaches its
-    ``alarm_thresholds`` entry. ``thresholds`` (per output), ``alarm_thresholds`` and ``mode_in_alarm``
-    are chosen on validation data and stored as buffers.
+    failure alarm also fires when a mode alarm of a mode flagged in ``mode_in_alarm`` fires.
+    ``thresholds`` and ``mode_in_alarm`` are chosen on validation data and stored as buffers.
     """
 
     def __init__(self, members: Sequence[TabularNet], n_outputs: int):
@@ -205,7 +204,6 @@ class FailureEnsemble(nn.Module):
         self.n_modes = max(n_outputs - 1, 0)
         self.register_buffer("thresholds", torch.full((n_outputs,), 0.5))
         self.register_buffer("mode_in_alarm", torch.zeros(max(n_outputs - 1, 0)))
-        self.register_buffer("alarm_thresholds", torch.full((max(n_outputs - 1, 0),), 0.5))
 
     def probabilities(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """Sigmoid of the members' mean logit: as sharp as one member where they agree, so thresholds
@@ -216,9 +214,6 @@ class FailureEnsemble(nn.Module):
         probabilities = self.probabilities(numeric, categorical)
         alarms = (probabilities >= self.thresholds).to(torch.int64)
         modes = alarms[:, 1:]
-        if self.n_modes:
-            raised = (probabilities[:, 1:] >= self.alarm_thresholds).to(torch.int64) * self.mode_in_alarm.to(torch.int64)
-            failure = torch.maximum(alarms[:, 0], raised.amax(dim=1))
-        else:
-            failure = alarms[:, 0]
+        from_modes = (modes * self.mode_in_alarm.to(torch.int64)).amax(dim=1, keepdim=True) if self.n_modes else alarms[:, :1]
+        failure = torch.maximum(alarms[:, 0], from_modes[:, 0])
         return probabilities[:, 0], probabilities[:, 1:], failure, modes

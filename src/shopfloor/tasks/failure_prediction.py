@@ -101,56 +101,13 @@ def _max_f1_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     precision, recall, thresholds = precision_recall_curve(y, p)
     f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
     best = int(np.argmax(f1))
-    return _gap_middle(p, float(thresholds[best])), float(f1[best])
-
-
-def _gap_middle(p: np.ndarray, threshold: float) -> float:
-    """The middle (in logit space) between ``threshold`` and the highest probability below it: the same
-    alarm set on these probabilities, with a margin on both sides."""
-    below = p[p < threshold]
+    upper = float(thresholds[best])
+    below = p[p < upper]
     if below.size == 0:
-        return threshold
-    edges = np.clip(np.array([threshold, float(below.max())]), 1e-7, 1 - 1e-7)
-    return 1 / (1 + math.exp(-float(np.log(edges / (1 - edges)).mean())))
-
-
-def _combined_alarm(p: np.ndarray, failure_threshold: float, mode_thresholds: dict[int, float]) -> np.ndarray:
-    """The failure alarm: failure probability (column 0) or any listed mode column at its threshold."""
-    alarm = p[:, 0] >= failure_threshold
-    for j, t in mode_thresholds.items():
-        alarm = alarm | (p[:, j] >= t)
-    return alarm
-
-
-def _f1(y: np.ndarray, alarm: np.ndarray) -> float:
-    tp = float((alarm & (y == 1)).sum())
-    return 2 * tp / max(float(alarm.sum()) + float((y == 1).sum()), 1.0)
-
-
-def _alarm_thresholds(y: np.ndarray, p: np.ndarray, failure_threshold: float,
-                      start: dict[int, float], rounds: int = 2) -> dict[int, float]:
-    """Thresholds of the mode columns ``start`` (column -> its own max-F1 threshold) that also raise the
-    failure alarm, chosen by coordinate ascent to maximise the F1 of the combined alarm against ``y``.
-
-    A mode's threshold only moves down from its own, to a value where one more of its validation records
-    joins the alarm, and only when that raises the combined F1; it is then put in the middle (logit
-    space) of the gap below, as :func:`_max_f1_threshold` does. Rule-driven modes whose records the
-    failure head misses near their limits are caught this way without flooding the alarm.
-    """
-    chosen = dict(start)
-    for _ in range(rounds):
-        for j in start:
-            others = {k: t for k, t in chosen.items() if k != j}
-            rest = _combined_alarm(p, failure_threshold, others)
-            column = p[:, j]
-            best, best_f1 = chosen[j], _f1(y, rest | (column >= chosen[j]))
-            for value in np.unique(column[(column < chosen[j]) & (y == 1) & ~rest]):
-                f1 = _f1(y, rest | (column >= value))
-                if f1 > best_f1 + 1e-12:
-                    best, best_f1 = float(value), f1
-            if best < chosen[j]:
-                chosen[j] = _gap_middle(column, best)
-    return chosen
+        return upper, float(f1[best])
+    edges = np.clip(np.array([upper, float(below.max())]), 1e-7, 1 - 1e-7)
+    middle = float(np.log(edges / (1 - edges)).mean())
+    return 1 / (1 + math.exp(-middle)), float(f1[best])
 
 
 def binary_metrics(y: np.ndarray, alarm: np.ndarray, probability: np.ndarray) -> dict[str, Any]:
@@ -307,20 +264,17 @@ class FailurePrediction(Task):
 
     def _choose_thresholds(self, ensemble: FailureEnsemble, y: np.ndarray, p: np.ndarray, schema: TabularSchema) -> None:
         """Max-F1 thresholds per output on validation (out-of-fold) probabilities; modes whose validation
-        F1 reaches ``alarm_mode_min_f1`` also raise the failure alarm, at thresholds that maximise the
-        validation F1 of that combined alarm (:func:`_alarm_thresholds`)."""
+        F1 reaches ``alarm_mode_min_f1`` also raise the failure alarm."""
         thresholds, f1s = zip(*(_max_f1_threshold(y[:, j], p[:, j]) for j in range(y.shape[1])))
         in_alarm = [f >= self.config.alarm_mode_min_f1 for f in f1s[1:]]
-        heads = [j + 1 for j, used in enumerate(in_alarm) if used]
-        alarm_at = _alarm_thresholds(y[:, 0], p, thresholds[0], {j: thresholds[j] for j in heads})
-        alarm_thresholds = [alarm_at.get(j + 1, thresholds[j + 1]) for j in range(len(in_alarm))]
         ensemble.thresholds.copy_(torch.tensor(thresholds, dtype=torch.float32))
         ensemble.mode_in_alarm.copy_(torch.tensor(in_alarm, dtype=torch.float32))
-        ensemble.alarm_thresholds.copy_(torch.tensor(alarm_thresholds, dtype=torch.float32))
-        alarm = _combined_alarm(p, thresholds[0], alarm_at)
-        validation = binary_metrics(y[:, 0], alarm.astype(int), p[:, 0])
+        alarm = (p[:, 0] >= thresholds[0]).astype(int)
+        for j, used in enumerate(in_alarm):
+            if used:
+                alarm |= (p[:, j + 1] >= thresholds[j + 1]).astype(int)
+        validation = binary_metrics(y[:, 0], alarm, p[:, 0])
         self.state["thresholds"] = {"failure": thresholds[0], **dict(zip(self.modes, thresholds[1:]))}
-        self.state["alarm_thresholds"] = {self.modes[j - 1]: t for j, t in alarm_at.items()}
         self.state["modes_in_alarm"] = [m for m, used in zip(self.modes, in_alarm) if used]
         self.state["validation"] = {f"val_{k}": v for k, v in validation.items() if k in ("f1", "precision", "recall",
                                                                                            "pr_auc", "roc_auc")}
@@ -346,7 +300,6 @@ class FailurePrediction(Task):
         metrics: dict[str, Any] = binary_metrics(y[:, 0], alarm, probability)
         metrics["threshold"] = opts.threshold or self.state["thresholds"]["failure"]
         metrics["modes_in_alarm"] = self.state.get("modes_in_alarm", [])
-        metrics["alarm_thresholds"] = self.state.get("alarm_thresholds", {})
         per_mode = {}
         for j, mode in enumerate(self.modes):
             positives = y[:, j + 1] == 1
