@@ -497,7 +497,7 @@ class RemainingUsefulLife(Task):
             "operating_conditions": task.state["n_conditions"],
             "dropped_sensors": task.state["dropped_sensors"],
             "first_prediction": predictions[0],
-            "model_dir": str(out / "model"),
+            "model": str(out / "model"),
             "report": metrics["report"],
         }
 
