@@ -63,6 +63,11 @@ class Windows:
         return piecewise_rul(self.rul, cap).astype(np.float32)
 
 
+def pad_front(rows: np.ndarray, length: int) -> np.ndarray:
+    """``rows`` with its first row repeated in front up to ``length`` rows (unchanged when long enough)."""
+    return np.concatenate([np.repeat(rows[:1], max(length - len(rows), 0), axis=0), rows])
+
+
 def make_windows(histories: SensorHistories, features: list[str], window: int, stride: int = 1,
                  last_n: int | None = None, short_units: Literal["error", "pad", "skip"] = "error",
                  baseline_rows: int = 0) -> Windows:
@@ -97,7 +102,7 @@ def make_windows(histories: SensorHistories, features: list[str], window: int, s
         block = values[s:e]
         padded = n < window
         if padded:
-            block = np.concatenate([np.repeat(block[:1], window - n, axis=0), block])
+            block = pad_front(block, window)
         last = len(block) - 1
         stops = list(range(last, window - 2, -stride))[::-1]
         if last_n:
@@ -106,8 +111,7 @@ def make_windows(histories: SensorHistories, features: list[str], window: int, s
         view = np.lib.stride_tricks.sliding_window_view(block, window, axis=0)  # (n - window + 1, F, window)
         chosen = view[stops_arr - window + 1].transpose(0, 2, 1)
         if baseline_rows:
-            first = values[s:s + baseline_rows]
-            first = np.concatenate([np.repeat(first[:1], baseline_rows - len(first), axis=0), first])
+            first = pad_front(values[s:s + baseline_rows], baseline_rows)
             chosen = np.concatenate([np.broadcast_to(first, (len(chosen), *first.shape)), chosen], axis=1)
         xs.append(chosen)
         row = s + np.maximum(stops_arr - (len(block) - n), 0)  # row in the unpadded frame
@@ -259,5 +263,5 @@ def fit_condition_normalizer(histories: SensorHistories, n_conditions: int | Lit
 
 
 __all__ = ["ConditionNormalizer", "DEFAULT_RUL_CAP", "NormalizerFit", "Windows", "assign_conditions",
-           "cluster_operating_conditions", "fit_condition_normalizer", "make_windows", "piecewise_rul",
+           "cluster_operating_conditions", "fit_condition_normalizer", "make_windows", "pad_front", "piecewise_rul",
            "split_units"]

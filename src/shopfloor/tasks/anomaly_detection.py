@@ -323,6 +323,8 @@ class AnomalyDetection(Task):
         """
         spec = self.image_spec
         items = list(items)
+        if not items:
+            return np.zeros(0, np.float32), np.zeros((0, spec.height, spec.width), np.float32)
 
         def prepare(job: Sequence[ImageSource]) -> dict[str, np.ndarray]:
             return {"images": to_model_input(np.stack([read_image_source(x, spec) for x in job]))}
@@ -336,8 +338,6 @@ class AnomalyDetection(Task):
             for out in self.parallel_runtime.map(prepare, items, batch_size, bar.update, per_run=per_run):
                 scores.append(out["score"])
                 maps.append(out["anomaly_map"])
-        if not items:
-            return np.zeros(0, np.float32), np.zeros((0, spec.height, spec.width), np.float32)
         return np.concatenate(scores), np.concatenate(maps)
 
     def _valid_region(self, paths: Sequence[Path]) -> np.ndarray | None:

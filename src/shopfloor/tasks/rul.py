@@ -203,6 +203,11 @@ def combine_recent(unit: np.ndarray, end_time: np.ndarray, outputs: dict[str, np
     return combined
 
 
+def history_starts(histories: SensorHistories) -> pd.Series:
+    """Each unit's first time value (where the rows given for it begin)."""
+    return histories.frame.groupby(UNIT, sort=False)[TIME].min()
+
+
 def last_per_unit(unit: np.ndarray) -> np.ndarray:
     """Boolean mask of each unit's last window (windows ordered by unit and time)."""
     unit = pd.Series(unit).to_numpy()
@@ -273,7 +278,7 @@ class RemainingUsefulLife(Task):
         did by more than ``baseline_cycles`` steps is an error, not a silently wrong reference."""
         if not self.config.baseline_cycles or "latest_start_time" not in self.state:
             return
-        starts = histories.frame.groupby(UNIT, sort=False)[TIME].min()
+        starts = history_starts(histories)
         limit = self.state["latest_start_time"] + self.config.baseline_cycles
         late = starts[starts > limit]
         if len(late):
@@ -319,7 +324,7 @@ class RemainingUsefulLife(Task):
             "condition_counts": normalizer_fit.condition_counts,
             "notes": histories.notes,
             "n_train_units": len(train_units),
-            "latest_start_time": float(histories.frame.groupby(UNIT, sort=False)[TIME].min().max()),
+            "latest_start_time": float(history_starts(histories).max()),
             "n_val_units": len(val_units),
             "input": {"name": "window",
                       "shape": ["batch", cfg.baseline_cycles + cfg.window, len(normalizer_fit.features)],
