@@ -125,3 +125,50 @@ def test_tree_bins_put_an_exact_step_at_a_float64_limit():
     steps = encoded[:, 3 + 2 * 2: 3 + 2 * 3]  # bins of the derived feature
     separates = [torch.equal((step > 0.5).double(), 1 - below[:, 0]) for step in steps.T]
     assert any(separates)
+
+
+def test_ordinal_categories_keep_their_order_and_are_checked(records):
+    schema = fit_schema(records, EXCLUDE, ordinal={"Type": ["L", "M", "H"]})
+    assert schema.categorical == {"Type": ["L", "M", "H"]} and schema.ordinal == ["Type"]
+    _, codes = encode(records, schema)
+    assert (codes[records["Type"].to_numpy() == "H", 0] == 2).all()
+    with pytest.raises(DataError, match=r"does not list"):
+        fit_schema(records, EXCLUDE, ordinal={"Type": ["L", "M"]})
+    with pytest.raises(DataError, match="not categorical"):
+        fit_schema(records, EXCLUDE, ordinal={"Torque [Nm]": ["1", "2"]})
+
+
+def test_ordinal_cross_adds_at_least_features():
+    numeric = torch.tensor([[10.0], [20.0], [30.0], [40.0]], dtype=torch.float64)
+    categorical = torch.tensor([[0], [1], [2], [3]])  # four ordered categories
+    features = TabularFeatures(1, category_sizes=[4], crosses=[(0, 0)], ordinal_crosses=[(0, 0)])
+    raw = features.unscaled(numeric, categorical)
+    assert raw.shape == (4, 1 + 4 + 2) and features.out_features == 7 + 4
+    # "at least category 1" and "at least category 2" (the top one is the plain cross already)
+    torch.testing.assert_close(raw[:, 5:], torch.tensor([[0, 0], [20.0, 0], [30.0, 30.0], [40.0, 40.0]],
+                                                        dtype=torch.float64))
+
+
+def test_wide_part_starts_at_zero_and_learns_alongside_the_mlp():
+    from shopfloor.models.tabular import TabularNet
+
+    features = TabularFeatures(2, n_bins=0)
+    net = TabularNet(features, 3, hidden=[8], wide=True).eval()
+    x, codes = torch.randn(5, 2, dtype=torch.float64), torch.zeros(5, 0, dtype=torch.long)
+    torch.testing.assert_close(net(x, codes), net.mlp(features(x, codes)))
+    net.wide.bias.data.fill_(1.0)
+    torch.testing.assert_close(net(x, codes), net.mlp(features(x, codes)) + 1.0)
+    assert TabularNet(features, 3, hidden=[8]).wide is None
+
+
+def test_tree_splits_find_a_limit_on_every_feature_that_carries_it():
+    from shopfloor.models.tabular import tree_splits
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 10, 2000)
+    x = np.stack([a, a.copy(), rng.uniform(0, 10, 2000)], axis=1)  # a limit on two identical columns
+    y = (a > 7.0).astype(float).reshape(-1, 1)
+    found = tree_splits(x, y, max_leaves=4)
+    for j in (0, 1):  # the joint tree uses only one of the twins; each twin's own tree finds it
+        splits = found[j][0]
+        assert np.any(np.abs(splits - 7.0) < 0.02), (j, splits)

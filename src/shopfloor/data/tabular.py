@@ -32,6 +32,8 @@ AI4I_DERIVED = (
     "temperature_difference = Process temperature [K] - Air temperature [K]",
     "strain = Tool wear [min] * Torque [Nm]",
 )
+# AI4I product quality variants, lowest first (their overstrain limits rise with quality).
+AI4I_ORDINAL = {"Type": ("L", "M", "H")}
 OPERATORS = ("*", "/", "-", "+")
 
 
@@ -52,6 +54,7 @@ class TabularSchema(StrictModel):
 
     numeric: list[str]
     categorical: dict[str, list[str]] = Field(default_factory=dict)
+    ordinal: list[str] = Field(default_factory=list, description="categorical columns whose categories are ordered")
     derived: list[DerivedFeature] = Field(default_factory=list)
     impute_values: dict[str, float | str] = Field(default_factory=dict)
     dropped_constant: list[str] = Field(default_factory=list)
@@ -120,12 +123,16 @@ def binary_column(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def fit_schema(frame: pd.DataFrame, exclude: Sequence[str], features: Sequence[str] | None = None,
-               derived: Sequence[str] = (), impute: bool = False, max_categories: int = 50) -> TabularSchema:
+               derived: Sequence[str] = (), impute: bool = False, max_categories: int = 50,
+               ordinal: dict[str, Sequence[str]] | None = None) -> TabularSchema:
     """Learn the feature schema from the training table.
 
     ``features`` None means every column not in ``exclude``. Object/string/category columns are
     categorical, the rest numeric. Constant columns are dropped (listed in ``dropped_constant``).
+    ``ordinal`` maps categorical columns to their categories in order, lowest first; every value the
+    column holds must be listed, and the codes follow that order.
     """
+    ordinal = dict(ordinal or {})
     columns = list(features) if features is not None else [c for c in frame.columns if c not in set(exclude)]
     require_columns(frame, columns, "feature column")
     if not columns:
@@ -142,6 +149,13 @@ def fit_schema(frame: pd.DataFrame, exclude: Sequence[str], features: Sequence[s
                 impute_values[column] = float(series[np.isfinite(series)].median())
         else:
             categories = sorted(series.dropna().astype(str).unique().tolist())
+            if column in ordinal:
+                order = [str(c) for c in ordinal[column]]
+                unlisted = [c for c in categories if c not in order]
+                if unlisted:
+                    raise DataError(f"column {column!r} holds {unlisted}, which its ordinal order {order} does not "
+                                    "list; add them to the order (lowest first) or drop the column from --ordinal")
+                categories = order
             if len(categories) > max_categories:
                 raise DataError(f"column {column!r} has {len(categories)} distinct values, too many for a "
                                 f"category (limit {max_categories}); it looks like an identifier: list it in "
@@ -149,9 +163,13 @@ def fit_schema(frame: pd.DataFrame, exclude: Sequence[str], features: Sequence[s
             categorical[column] = categories
             if impute:
                 impute_values[column] = str(series.dropna().astype(str).mode().iloc[0])
+    not_categorical = [c for c in ordinal if c not in categorical]
+    if not_categorical:
+        raise DataError(f"ordinal columns {not_categorical} are not categorical feature columns of this table; "
+                        f"the categorical ones are {list(categorical)}")
     derived_features = [parse_derived(spec, numeric) for spec in derived]
-    return TabularSchema(numeric=numeric, categorical=categorical, derived=derived_features,
-                         impute_values=impute_values, dropped_constant=dropped)
+    return TabularSchema(numeric=numeric, categorical=categorical, ordinal=[c for c in categorical if c in ordinal],
+                         derived=derived_features, impute_values=impute_values, dropped_constant=dropped)
 
 
 def encode(frame: pd.DataFrame, schema: TabularSchema) -> tuple[np.ndarray, np.ndarray]:

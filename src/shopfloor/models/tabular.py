@@ -32,17 +32,25 @@ class TabularFeatures(nn.Module):
     ``crosses`` (feature index, categorical column) pairs add one feature per category: the feature
     where the record has that category, else 0 (a feature cross as in wide-and-deep models), so a
     threshold that depends on the category (overstrain limits per product quality) gets its own bins.
+    ``ordinal_crosses`` pairs with an ordered categorical column add the feature where the record's
+    category is at least the k-th (k = 1 .. size − 2; the top one is already a plain cross), so records
+    of a rare upper category share a limit learned mostly from the one below (the one or two type-H
+    overstrain failures of AI4I are then caught by the limit the type-M ones teach).
     Feature indices count raw numeric columns first, then derived features.
     """
 
     def __init__(self, n_numeric: int, derived: Sequence[tuple[int, str, int]] = (),
-                 category_sizes: Sequence[int] = (), n_bins: int = 0, crosses: Sequence[tuple[int, int]] = ()):
+                 category_sizes: Sequence[int] = (), n_bins: int = 0, crosses: Sequence[tuple[int, int]] = (),
+                 ordinal_crosses: Sequence[tuple[int, int]] = ()):
         super().__init__()
         self.category_sizes = list(category_sizes)
         self.derived = [(int(a), _OPS[op], int(b)) for a, op, b in derived]
         self.crosses = [(int(f), int(c)) for f, c in crosses]
-        n_features = n_numeric + len(derived) + sum(self.category_sizes[c] for _, c in self.crosses)
+        self.ordinal_crosses = [(int(f), int(c)) for f, c in ordinal_crosses]
+        n_features = (n_numeric + len(derived) + sum(self.category_sizes[c] for _, c in self.crosses)
+                      + sum(max(self.category_sizes[c] - 2, 0) for _, c in self.ordinal_crosses))
         self.n_bins = n_bins
+        self.n_numeric = n_numeric
         self.register_buffer("mean", torch.zeros(n_features, dtype=torch.float64))
         self.register_buffer("std", torch.ones(n_features, dtype=torch.float64))
         self.register_buffer("bin_left", torch.zeros(n_features, n_bins, dtype=torch.float64))
@@ -72,6 +80,9 @@ class TabularFeatures(nn.Module):
         crossed = [values]
         for f, c in self.crosses:
             crossed.append(values[:, f:f + 1] * self.one_hot(categorical, c))
+        for f, c in self.ordinal_crosses:
+            for k in range(1, self.category_sizes[c] - 1):
+                crossed.append(values[:, f:f + 1] * (categorical[:, c:c + 1] >= k).to(torch.float64))
         return torch.cat(crossed, dim=1)
 
     def one_hot(self, categorical: torch.Tensor, column: int) -> torch.Tensor:
@@ -92,7 +103,8 @@ class TabularFeatures(nn.Module):
             self.bin_width.copy_((edges[:, 1:] - edges[:, :-1]).clamp_min(1e-12))
             return
         x, y = values.numpy(), targets.numpy().reshape(len(values), -1)
-        for j, (splits, gains) in enumerate(tree_splits(x, y, self.n_bins, seed)):
+        own_limits = range(self.n_numeric, x.shape[1])  # derived features and crosses
+        for j, (splits, gains) in enumerate(tree_splits(x, y, self.n_bins, seed, own_limits)):
             keep = np.sort(splits[np.argsort(-gains)[: self.n_bins]])
             distinct = np.unique(x[:, j])
             upper = distinct[np.minimum(np.searchsorted(distinct, keep, side="right"), len(distinct) - 1)]
@@ -115,27 +127,30 @@ class TabularFeatures(nn.Module):
         return torch.cat(parts, dim=1).to(torch.float32)
 
 
-def tree_splits(x: np.ndarray, y: np.ndarray, max_leaves: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per feature, the split points (and their impurity decrease) of one decision tree per target column.
+def tree_splits(x: np.ndarray, y: np.ndarray, max_leaves: int, seed: int = 0,
+                own_limits: Sequence[int] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per feature, the split points (and their impurity decrease) of decision trees fitted per target column.
 
-    Each tree sees all features, so conditional limits (speed < 1380 rpm *when* the temperature gap is
-    small) are found too. Trees compute in float32, so they are fitted on the ranks of each feature's
-    distinct float64 values, and a split between ranks r and r+1 is mapped back to the midpoint of
-    those two values.
+    Two kinds of tree per target: one over all features, so conditional limits (speed < 1380 rpm *when*
+    the temperature gap is small) are found, and, for the features in ``own_limits`` (default: all),
+    one per feature alone with its two strongest splits (as in the paper's PLE-T), so a limit that the
+    joint tree reaches through another feature is still found on this one (the overstrain limit type M
+    and H records share, shadowed by the type-M cross). :class:`TabularFeatures` gives derived features
+    and crosses their own limits, not raw columns: a raw limit on its own (torque < 13 Nm) is only a
+    proxy of the derived one (power < 3500 W) and generalises worse. Trees compute in
+    float32, so they are fitted on the ranks of each feature's distinct float64 values, and a split
+    between ranks r and r+1 is mapped back to the midpoint of those two values.
     """
     from sklearn.tree import DecisionTreeClassifier
 
     distinct = [np.unique(x[:, j]) for j in range(x.shape[1])]
     ranks = np.stack([np.searchsorted(d, x[:, j]) for j, d in enumerate(distinct)], axis=1).astype(np.float32)
     found: list[dict[float, float]] = [{} for _ in distinct]
-    for k in range(y.shape[1]):
-        if len(np.unique(y[:, k])) < 2:
-            continue
-        tree = DecisionTreeClassifier(max_leaf_nodes=max_leaves + 1, min_samples_leaf=max(1, len(x) // 2000),
-                                      class_weight="balanced", random_state=seed).fit(ranks, y[:, k])
+
+    def collect(tree: DecisionTreeClassifier, columns: Sequence[int]) -> None:
         t = tree.tree_
         for node in np.flatnonzero(t.feature >= 0):
-            j, r = int(t.feature[node]), int(np.floor(t.threshold[node]))
+            j, r = columns[int(t.feature[node])], int(np.floor(t.threshold[node]))
             d = distinct[j]
             split = float((d[r] + d[min(r + 1, len(d) - 1)]) / 2)
             left, right = t.children_left[node], t.children_right[node]
@@ -143,6 +158,16 @@ def tree_splits(x: np.ndarray, y: np.ndarray, max_leaves: int, seed: int = 0) ->
                     - t.weighted_n_node_samples[left] * t.impurity[left]
                     - t.weighted_n_node_samples[right] * t.impurity[right])
             found[j][split] = found[j].get(split, 0.0) + float(gain)
+
+    for k in range(y.shape[1]):
+        if len(np.unique(y[:, k])) < 2:
+            continue
+        options = dict(max_leaf_nodes=max_leaves + 1, min_samples_leaf=max(1, len(x) // 2000),
+                       class_weight="balanced", random_state=seed)
+        collect(DecisionTreeClassifier(**options).fit(ranks, y[:, k]), range(x.shape[1]))
+        for j in range(x.shape[1]) if own_limits is None else own_limits:
+            if len(distinct[j]) > 1:  # the feature's two strongest limits on its own
+                collect(DecisionTreeClassifier(**{**options, "max_leaf_nodes": 3}).fit(ranks[:, j:j + 1], y[:, k]), [j])
     return [(np.array(list(f)), np.array(list(f.values()))) for f in found]
 
 
@@ -165,16 +190,28 @@ class TabularMLP(nn.Module):
 
 
 class TabularNet(nn.Module):
-    """Feature step + MLP: (numeric, categorical) -> one logit per output."""
+    """Feature step + MLP: (numeric, categorical) -> one logit per output.
+
+    With ``wide``, a linear layer on the same encoded features is added to the MLP's logits (the "wide"
+    part of wide-and-deep models, Cheng et al. 2016). On near-step bin features, a limit (``power <
+    3500 W``), an OR of limits or an AND of two is one weight per step plus a bias, which a linear
+    layer learns from a handful of records; the MLP adds the smooth part. It starts at zero.
+    """
 
     def __init__(self, features: TabularFeatures, n_outputs: int, hidden: Sequence[int] = (128, 128),
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, wide: bool = False):
         super().__init__()
         self.features = features
         self.mlp = TabularMLP(features.out_features, n_outputs, hidden, dropout)
+        self.wide = nn.Linear(features.out_features, n_outputs) if wide else None
+        if self.wide is not None:
+            nn.init.zeros_(self.wide.weight)
+            nn.init.zeros_(self.wide.bias)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.features(numeric, categorical))
+        encoded = self.features(numeric, categorical)
+        logits = self.mlp(encoded)
+        return logits + self.wide(encoded) if self.wide is not None else logits
 
 
 class PackedInput(nn.Module):

@@ -29,6 +29,7 @@ from ..data.tabular import (
     AI4I_DERIVED,
     AI4I_ID_COLUMNS,
     AI4I_MODES,
+    AI4I_ORDINAL,
     TabularSchema,
     binary_column,
     encode,
@@ -64,11 +65,15 @@ class FailurePredictionConfig(StrictModel):
     derived_features: list[str] | None = Field(
         None, description="'name = col_a op col_b' (op: * / - +) computed in the graph; default: the AI4I "
                           "physics features (power, temperature difference, strain) when their columns exist")
+    ordinal: dict[str, list[str]] | None = Field(
+        None, description="categorical columns with ordered categories, lowest first (their crosses also get "
+                          "'at least this category' features); default: AI4I's Type L < M < H when present")
     impute: bool = Field(False, description="fill missing values with training medians / most frequent category")
     max_categories: int = Field(50, ge=2)
     model: Literal["mlp"] = "mlp"
     hidden: list[int] = Field(default_factory=lambda: [128, 128])
     dropout: float = Field(0.1, ge=0, lt=1)
+    wide: bool = Field(True, description="add a linear (wide) layer on the encoded features to the MLP's logits")
     binning: Literal["tree", "quantile", "none"] = Field(
         "tree", description="piecewise-linear encoding bins: decision-tree split points, quantiles, or none")
     bins: int = Field(16, ge=1, le=256)
@@ -76,6 +81,8 @@ class FailurePredictionConfig(StrictModel):
         "derived", description="cross each derived feature with each categorical column (per-category thresholds)")
     positive_weight: float = Field(5.0, gt=0, description="weight of positive labels in the loss")
     folds: int = Field(5, ge=1, le=20, description="cross-fitted ensemble members; 1 = one val_fraction split")
+    repeats: int = Field(1, ge=1, le=10, description="cross-fitting repeated with other fold draws (folds x repeats "
+                         "members); each record's out-of-fold estimate averages the members that held it out")
     alarm_mode_min_f1: float = Field(
         0.5, ge=0, le=1, description="a mode's alarm also raises the failure alarm when its validation F1 reaches this")
     training: FailureTrainingConfig = FailureTrainingConfig()
@@ -143,7 +150,7 @@ class FailurePrediction(Task):
     def modes(self) -> list[str]:
         return list(self.state["modes"])
 
-    def _resolve_columns(self, frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    def _resolve_columns(self, frame: pd.DataFrame) -> tuple[list[str], list[str], dict[str, list[str]]]:
         cfg = self.config
         require_columns(frame, [cfg.target], "target column")
         if cfg.failure_modes is None:
@@ -156,17 +163,23 @@ class FailurePrediction(Task):
             needed = ("Torque [Nm]", "Rotational speed [rpm]", "Process temperature [K]", "Air temperature [K]",
                       "Tool wear [min]")
             derived = list(AI4I_DERIVED) if all(c in frame.columns for c in needed) else []
-        return modes, derived
+        ordinal = cfg.ordinal
+        if ordinal is None:
+            ordinal = {c: list(order) for c, order in AI4I_ORDINAL.items()
+                       if c in frame.columns and set(frame[c].dropna().astype(str)) <= set(order)}
+        return modes, derived, ordinal
 
     def _member(self, schema: TabularSchema) -> TabularNet:
         numeric = schema.numeric
         derived = [(numeric.index(d.left), d.op, numeric.index(d.right)) for d in schema.derived]
-        crosses = []
+        crosses, ordinal_crosses = [], []
         if self.config.crosses == "derived":
             crosses = [(len(numeric) + i, c) for i in range(len(derived)) for c in range(len(schema.categorical))]
+            ordinal_crosses = [(f, c) for f, c in crosses if list(schema.categorical)[c] in schema.ordinal]
         features = TabularFeatures(len(numeric), derived, [len(c) for c in schema.categorical.values()],
-                                   n_bins=0 if self.config.binning == "none" else self.config.bins, crosses=crosses)
-        return TabularNet(features, 1 + len(self.modes), self.config.hidden, self.config.dropout)
+                                   n_bins=0 if self.config.binning == "none" else self.config.bins, crosses=crosses,
+                                   ordinal_crosses=ordinal_crosses)
+        return TabularNet(features, 1 + len(self.modes), self.config.hidden, self.config.dropout, self.config.wide)
 
     def build_model(self) -> nn.Module:
         schema = self.schema
@@ -194,9 +207,9 @@ class FailurePrediction(Task):
         cfg, train_cfg = self.config, self.training
         seed_everything(train_cfg.seed)
         frame = read_table(data)
-        modes, derived = self._resolve_columns(frame)
+        modes, derived, ordinal = self._resolve_columns(frame)
         exclude = [cfg.target, *modes, *cfg.id_columns]
-        schema = fit_schema(frame, exclude, cfg.features, derived, cfg.impute, cfg.max_categories)
+        schema = fit_schema(frame, exclude, cfg.features, derived, cfg.impute, cfg.max_categories, ordinal)
         self.state = {"schema": schema.model_dump(), "modes": modes, "target": cfg.target, "n_members": 1,
                       "example_numeric": [0.0] * len(schema.numeric)}
         numeric, categorical = self._inputs(frame)
@@ -207,22 +220,25 @@ class FailurePrediction(Task):
                             f"at least {max(2, cfg.folds)} failures and some non-failures")
         self.data_fingerprint = fingerprint_arrays(numeric, categorical, targets)
         folds = self._folds(targets[:, 0])
-        members, out_of_fold = [], np.zeros_like(targets)
-        summaries = []
+        members, summaries = [], []
+        logit_sum, held_out = np.zeros(targets.shape, dtype=np.float64), np.zeros(len(targets))
         for k, (train_idx, val_idx) in enumerate(folds):
             seed_everything(train_cfg.seed + k)
             member, summary = self._fit_member(schema, numeric, categorical, targets, train_idx, val_idx,
                                                Path(out_dir) / "training" / f"member_{k}" if out_dir else None)
             with torch.no_grad():
-                out_of_fold[val_idx] = torch.sigmoid(member(torch.from_numpy(numeric[val_idx]),
-                                                            torch.from_numpy(categorical[val_idx]))).numpy()
+                logit_sum[val_idx] += member(torch.from_numpy(numeric[val_idx]),
+                                             torch.from_numpy(categorical[val_idx])).numpy()
+            held_out[val_idx] += 1
             members.append(member.eval())
             summaries.append(summary)
-        validated = np.concatenate([v for _, v in folds])
+        validated = held_out > 0
+        # like the ensemble: the sigmoid of the mean logit of the members that held the record out
+        out_of_fold = 1 / (1 + np.exp(-logit_sum[validated] / held_out[validated, None]))
         self.state["n_members"] = len(members)
         self.state["example_numeric"] = numeric[0].tolist()
         ensemble = FailureEnsemble(members, 1 + len(modes))
-        self._choose_thresholds(ensemble, targets[validated], out_of_fold[validated], schema)
+        self._choose_thresholds(ensemble, targets[validated], out_of_fold, schema)
         self.torch_model = ensemble.eval()
         self.export()
         self.metrics = {**self.state["validation"], "n_train": int(len(frame)), "n_failures": positives,
@@ -238,9 +254,11 @@ class FailurePrediction(Task):
 
         seed = self.training.seed
         if self.config.folds == 1:
-            return [stratified_split(y.astype(int), self.training.val_fraction, seed)]
-        splitter = StratifiedKFold(self.config.folds, shuffle=True, random_state=seed)
-        return [(a, b) for a, b in splitter.split(np.zeros(len(y)), y)]
+            return [stratified_split(y.astype(int), self.training.val_fraction, seed + 1000 * r)
+                    for r in range(self.config.repeats)]
+        return [(a, b) for r in range(self.config.repeats)
+                for a, b in StratifiedKFold(self.config.folds, shuffle=True, random_state=seed + 1000 * r)
+                .split(np.zeros(len(y)), y)]
 
     def _fit_member(self, schema: TabularSchema, numeric: np.ndarray, categorical: np.ndarray, targets: np.ndarray,
                     train_idx: np.ndarray, val_idx: np.ndarray, log_dir: Path | None) -> tuple[TabularNet, dict]:
