@@ -103,3 +103,36 @@ def test_threshold_and_metrics_on_a_worked_example():
     m = binary_metrics(y, (p >= 0.5).astype(int), p)
     assert (m["precision"], m["recall"]) == (1.0, pytest.approx(2 / 3))
     assert m["roc_auc"] == pytest.approx(8 / 9)  # pairs (pos, neg) ranked right: 8 of 9
+
+
+def test_repeated_cross_fitting_averages_the_members_that_held_a_record_out(monkeypatch):
+    records = make_process_records(900, seed=3)
+    task = FailurePrediction(folds=2, repeats=2, training={**SMALL, "epochs": 2})
+    folds = task._folds(records["Machine failure"].to_numpy().astype(float))
+    assert len(folds) == 4
+    held_out = np.zeros(len(records))
+    for train_idx, val_idx in folds:
+        assert not set(train_idx) & set(val_idx)
+        held_out[val_idx] += 1
+    assert (held_out == 2).all()  # each record held out once per repeat
+    assert not np.array_equal(folds[0][1], folds[2][1])  # the repeats draw other folds
+    seen = {}
+    original = FailurePrediction._choose_thresholds
+
+    def spy(self, ensemble, y, p, schema):
+        seen["y"], seen["p"] = y, p
+        original(self, ensemble, y, p, schema)
+
+    monkeypatch.setattr(FailurePrediction, "_choose_thresholds", spy)
+    task.fit(records)
+    assert task.state["n_members"] == 4 and len(seen["y"]) == len(records)
+    # the out-of-fold estimate of a record is the sigmoid of the mean logit of the two members that held it out
+    ensemble = task.require_model().eval()
+    numeric, categorical = task._inputs(records.iloc[:50])
+    with torch.no_grad():
+        logits = [m(torch.from_numpy(numeric), torch.from_numpy(categorical)).numpy() for m in ensemble.members]
+    expected = np.zeros((50, logits[0].shape[1]))
+    for k, (_, val_idx) in enumerate(folds):
+        rows = val_idx[val_idx < 50]
+        expected[rows] += logits[k][rows] / 2
+    np.testing.assert_allclose(seen["p"][:50], 1 / (1 + np.exp(-expected)), rtol=1e-5, atol=1e-6)

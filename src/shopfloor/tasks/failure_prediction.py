@@ -2,11 +2,12 @@
 
 Data: a CSV/Parquet table (AI4I 2020 layout by default) with a 0/1 target column and optional 0/1
 failure-mode columns; see :mod:`shopfloor.data.tabular`. The model is a cross-fitted ensemble of
-MLPs over standardised and piecewise-linear-encoded features, including physically meaningful
-derived features computed inside the exported graph. With ``folds`` = k, k members are each
-trained on k−1 folds and early-stopped on the remaining one; their out-of-fold probabilities
-cover the whole training table and are where the decision thresholds (max F1) are chosen — on
-validation data, never on the data a member trained on — and stored in the graph.
+MLPs (each with a linear "wide" part) over standardised and piecewise-linear-encoded features,
+including physically meaningful derived features and their crosses with categories, all computed
+inside the exported graph. With ``folds`` = k, k members are each trained on k−1 folds and
+early-stopped on the remaining one; their out-of-fold probabilities cover the whole training table
+and are where the decision thresholds (max F1) are chosen — on validation data, never on the data a
+member trained on — and stored in the graph.
 """
 
 from __future__ import annotations
