@@ -136,3 +136,12 @@ def test_repeated_cross_fitting_averages_the_members_that_held_a_record_out(monk
         rows = val_idx[val_idx < 50]
         expected[rows] += logits[k][rows] / 2
     np.testing.assert_allclose(seen["p"][:50], 1 / (1 + np.exp(-expected)), rtol=1e-5, atol=1e-6)
+
+
+def test_models_saved_before_the_wide_part_load_without_it(fitted):
+    task, root = fitted
+    stored = task.config.model_dump(mode="json")
+    assert FailurePrediction.saved_config(stored)["wide"] is True  # a saved value wins
+    del stored["wide"]  # a config written before the field existed
+    old = FailurePrediction(FailurePrediction.saved_config(stored))
+    assert old.config.wide is False and FailurePrediction(stored).config.wide is True

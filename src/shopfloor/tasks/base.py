@@ -45,6 +45,9 @@ class Task(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[StrictModel]]
     EvaluateOptions: ClassVar[type[StrictModel]] = NoOptions
+    # config fields added after models were first saved, with the value those older models were built with
+    # (a saved config lists every field that existed when it was written; a missing one predates the field)
+    predates: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: StrictModel | dict | None = None, **overrides: Any):
         base = config.model_dump() if isinstance(config, StrictModel) else dict(config or {})
@@ -156,7 +159,7 @@ class Task(ABC):
         artifact = read_artifact(path)
         if artifact.task != cls.name:
             raise ArtifactError(f"{path} holds a {artifact.task!r} model, not {cls.name!r}")
-        task = cls(artifact.manifest["config"])
+        task = cls(cls.saved_config(artifact.manifest["config"]))
         task.training.device = device
         task.state = artifact.manifest.get("state", {})
         task.metrics = artifact.manifest.get("metrics", {})
@@ -171,6 +174,11 @@ class Task(ABC):
         task.torch_model = model.eval()
         task._onnx_bytes = artifact.onnx_bytes()
         return task
+
+    @classmethod
+    def saved_config(cls, stored: dict[str, Any]) -> dict[str, Any]:
+        """A saved model's config, with :attr:`predates` filling fields added after it was written."""
+        return {**cls.predates, **stored}
 
     def load_extra_files(self, artifact: Artifact) -> None:
         """Read task-specific files written by :meth:`extra_files` (default: none)."""

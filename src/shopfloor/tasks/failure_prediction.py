@@ -141,6 +141,7 @@ class FailurePrediction(Task):
     name = "failure-prediction"
     Config = FailurePredictionConfig
     EvaluateOptions = FailureEvaluateOptions
+    predates = {"wide": False}
 
     # ----------------------------------------------------------------- schema and model
     @property
