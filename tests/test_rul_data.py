@@ -202,6 +202,15 @@ def test_unit_split_is_disjoint_and_seeded():
     np.testing.assert_array_equal(train, again)
     with pytest.raises(DataError, match="at least 2 units"):
         split_units([5], 0.2, 0)
+    # rotating blocks: block 0 is the plain split; blocks 0-4 hold out every unit exactly once
+    blocks = [split_units(units, 0.2, seed=7, block=k) for k in range(5)]
+    np.testing.assert_array_equal(blocks[0][1], val)
+    held = np.concatenate([v for _, v in blocks])
+    assert sorted(held.tolist()) == units.tolist()
+    for t, v in blocks:
+        assert not set(t) & set(v) and len(t) + len(v) == 100
+    wrapped = split_units(units, 0.3, seed=7, block=3)  # 4 blocks of 30 wrap around 100 units
+    assert len(wrapped[1]) == 30 and not set(wrapped[0]) & set(wrapped[1])
 
 
 def test_condition_clustering_auto():

@@ -30,14 +30,20 @@ def piecewise_rul(rul: np.ndarray, cap: float = DEFAULT_RUL_CAP) -> np.ndarray:
     return np.minimum(np.asarray(rul, dtype=np.float64), cap)
 
 
-def split_units(units, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of unit ids into (train, validation); each unit lands on exactly one side."""
+def split_units(units, val_fraction: float, seed: int, block: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of unit ids into (train, validation); each unit lands on exactly one side.
+
+    ``block`` k takes the k-th consecutive block of ``val_fraction`` of the units (of one seeded
+    permutation, wrapping around) as validation, so blocks 0, 1, ... hold out different units.
+    """
     units = np.asarray(sorted(set(np.asarray(units).tolist())), dtype=object)
     if len(units) < 2:
         raise DataError(f"{len(units)} unit(s) cannot be split into training and validation; provide at least 2 units")
     n_val = min(max(1, int(round(val_fraction * len(units)))), len(units) - 1)
     order = np.random.default_rng(seed).permutation(len(units))
-    return units[np.sort(order[n_val:])], units[np.sort(order[:n_val])]
+    held = np.zeros(len(units), dtype=bool)
+    held[order[(block * n_val + np.arange(n_val)) % len(units)]] = True
+    return units[~held], units[held]
 
 
 @dataclass

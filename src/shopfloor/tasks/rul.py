@@ -79,6 +79,10 @@ class RULConfig(StrictModel):
     input_noise: float = Field(0.2, ge=0, description="std of Gaussian noise added to normalised inputs in training")
     epoch_windows: int = Field(16384, ge=0, description="training windows drawn at random per epoch (0 = all)")
     ensemble: int = Field(3, ge=1, description="ensemble members (different seeds); their spread gives the interval")
+    member_validation: Literal["shared", "rotating"] = Field(
+        "shared", description="rotating: member k early-stops on its own block of held-out units, so each unit "
+        "trains most members and the interval is calibrated on estimates by a member that never trained on the "
+        "unit; shared: all members use the same validation units, where the whole ensemble is calibrated")
     recent_windows: int = Field(
         10, ge=1, description="a unit's estimate averages the lag-corrected estimates of the windows ending at its "
         "last N cycles (1 = the last window alone)")
@@ -302,6 +306,18 @@ class RemainingUsefulLife(Task):
         result["rul_single_window"] = outputs["rul"][last]
         return final, result
 
+    def _estimates(self, model: nn.Module, windows: Windows) -> dict[str, np.ndarray]:
+        """Combined estimates (:func:`combine_recent`) of a torch ensemble or of one member on training-time
+        windows (interval calibration); one member has no spread, so its interval is the point."""
+        with torch.no_grad():
+            outputs = [model(torch.as_tensor(windows.x[sl])) for sl in batched(len(windows), 2048)]
+        if isinstance(outputs[0], torch.Tensor):
+            rul = np.concatenate([o.numpy() for o in outputs])
+            per_window = {"rul": rul, "lower": rul, "upper": rul, "spread": np.zeros_like(rul)}
+        else:
+            per_window = {name: np.concatenate([o[i].numpy() for o in outputs]) for i, name in enumerate(OUTPUTS)}
+        return combine_recent(windows.unit, windows.end_time, per_window, self.config.recent_windows)
+
     # ----------------------------------------------------------------- fit
     def fit(self, data: Any, out_dir: str | Path | None = None) -> "RemainingUsefulLife":
         cfg, train_cfg = self.config, self.config.training
@@ -314,7 +330,7 @@ class RemainingUsefulLife(Task):
         normalizer_fit = fit_condition_normalizer(histories, cfg.operating_conditions, seed=train_cfg.seed)
         if normalizer_fit.dropped_sensors:
             print(f"note: dropped sensors constant within every operating condition: {normalizer_fit.dropped_sensors}")
-        train_units, val_units = split_units(histories.units, train_cfg.val_fraction, train_cfg.seed)
+        train_units, val_units = split_units(histories.units, train_cfg.val_fraction, train_cfg.seed)  # member 0's
         self.state = {
             "features": normalizer_fit.features,
             "settings": normalizer_fit.settings,
@@ -335,15 +351,18 @@ class RemainingUsefulLife(Task):
                       "time": "the unit's time column (cycles since its history began)" if cfg.age_feature
                       else "unused"},
         }
-        # windows for training use the configured stride; unit-shorter-than-window policy applies to both sides
-        train_w = self._windows(histories.select_units(train_units), stride=cfg.stride)
-        val_w = self._windows(histories.select_units(val_units))
         self.data_fingerprint = fingerprint_arrays(pd.util.hash_pandas_object(histories.frame, index=False).to_numpy())
-        y_train, y_val = train_w.target(cfg.rul_cap), val_w.target(cfg.rul_cap)
         log_dir = Path(out_dir) / "training" if out_dir is not None else None
         features = WindowFeatures(normalizer_fit.module, cfg.baseline_cycles)
-        members, summaries = [], []
+        rotating = cfg.member_validation == "rotating"
+        members, summaries, held_out = [], [], []
         for k in range(cfg.ensemble):
+            if k == 0 or rotating:  # windows: training ones with the configured stride, validation ones all
+                member_train, member_val = split_units(histories.units, train_cfg.val_fraction, train_cfg.seed,
+                                                       block=k if rotating else 0)
+                train_w = self._windows(histories.select_units(member_train), stride=cfg.stride)
+                val_w = self._windows(histories.select_units(member_val))
+                y_train, y_val = train_w.target(cfg.rul_cap), val_w.target(cfg.rul_cap)
             member_cfg = train_cfg.model_copy(update={"seed": train_cfg.seed + k})
             seed_everything(member_cfg.seed)
             regressor = WindowRegressor(features, self._build_member(), cfg.rul_cap, cfg.input_noise)
@@ -354,12 +373,16 @@ class RemainingUsefulLife(Task):
                 log_dir / f"member_{k}" if log_dir is not None else None)
             summaries.append(summary)
             members.append(regressor.model)
+            if rotating:  # this member's estimates of the units it never trained on
+                held_out.append((val_w, y_val, self._estimates(regressor.eval(), val_w)))
         network = RULEnsemble(features, members, cfg.rul_cap).eval()
-        with torch.no_grad():
-            outputs = [network(torch.as_tensor(val_w.x[sl])) for sl in batched(len(val_w), 2048)]
-        per_window = {name: np.concatenate([o[i].numpy() for o in outputs]) for i, name in enumerate(OUTPUTS)}
-        combined = combine_recent(val_w.unit, val_w.end_time, per_window, cfg.recent_windows)
-        mean, spread = combined["rul"], combined["spread"]
+        if not rotating:
+            held_out = [(val_w, y_val, self._estimates(network, val_w))]
+        y_val = np.concatenate([y for _, y, _ in held_out])
+        mean = np.concatenate([e["rul"] for _, _, e in held_out])
+        # the ensemble's spread at the same windows: the width the interval scales, as at prediction time
+        spread = np.concatenate([self._estimates(network, w)["spread"] for w, _, _ in held_out]) if rotating \
+            else held_out[0][2]["spread"]
         # early-life windows (truth at the cap) are many and easy; calibrating on them would make the interval
         # too narrow for units already degrading, so the windows below the cap are used when there are enough
         degrading = y_val < cfg.rul_cap
@@ -368,9 +391,13 @@ class RemainingUsefulLife(Task):
                                            cfg.interval_level)
         network.interval_scale.fill_(scale)
         network.interval_offset.fill_(offset)
-        self.state["interval"] = {"method": "deep ensemble + split-conformal scaling on validation units",
-                                  "calibration_windows": "below the RUL cap" if degrading.sum() >= 50 else "all",
-                                  "level": cfg.interval_level, "scale": scale, "offset": offset}
+        self.state["interval"] = {
+            "method": "deep ensemble + split-conformal scaling on held-out units "
+                      + ("(each unit estimated by the one member that never trained on it)" if rotating
+                         else "(the validation units, estimated by the whole ensemble)"),
+            "calibration_windows": "below the RUL cap" if degrading.sum() >= 50 else "all",
+            "level": cfg.interval_level, "scale": scale, "offset": offset}
+        self.state["n_calibration_units"] = int(sum(len(np.unique(w.unit)) for w, _, _ in held_out))
         self.torch_model = network
         self.metrics = {
             "val_rmse": rul_metrics(y_val, mean)["rmse"],
@@ -380,7 +407,7 @@ class RemainingUsefulLife(Task):
                                 for s in summaries],
             "epochs_run": [s["epochs_run"] for s in summaries],
             "n_train_windows": len(train_w),
-            "n_val_windows": len(val_w),
+            "n_val_windows": int(len(y_val)),
         }
         self.export()
         if out_dir is not None and all(s["is_global_zero"] for s in summaries):
