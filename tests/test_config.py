@@ -45,6 +45,14 @@ def test_cli_overrides_lists_and_unknown():
         snr_db: list[float] = []
 
     assert parse_cli_overrides(["--snr-db", "0,-4"], Opts)["snr_db"] == [0, -4]
+    from shopfloor.tasks.failure_prediction import FailurePredictionConfig
+
+    # mappings and bracketed lists are read as YAML/JSON, commas inside them included
+    out = parse_cli_overrides(["--ordinal", '{"Type": ["L", "M", "H"]}', "--hidden", "[64, 32]"],
+                              FailurePredictionConfig)
+    assert out == {"ordinal": {"Type": ["L", "M", "H"]}, "hidden": [64, 32]}
+    with pytest.raises(ConfigError, match="YAML/JSON"):
+        parse_cli_overrides(["--ordinal", "{Type: [L, M"], FailurePredictionConfig)
     with pytest.raises(ConfigError, match="unknown option --bogus"):
         parse_cli_overrides(["--bogus", "1"], DefectClassificationConfig)
 

@@ -134,8 +134,18 @@ def test_ordinal_categories_keep_their_order_and_are_checked(records):
     assert (codes[records["Type"].to_numpy() == "H", 0] == 2).all()
     with pytest.raises(DataError, match=r"does not list"):
         fit_schema(records, EXCLUDE, ordinal={"Type": ["L", "M"]})
-    with pytest.raises(DataError, match="not categorical"):
+    with pytest.raises(DataError, match="is numeric, so already ordered"):
         fit_schema(records, EXCLUDE, ordinal={"Torque [Nm]": ["1", "2"]})
+    with pytest.raises(DataError, match="more than once"):
+        fit_schema(records, EXCLUDE, ordinal={"Type": ["L", "M", "H", "L"]})
+    with pytest.raises(DataError, match="not a feature column"):
+        fit_schema(records, [*EXCLUDE, "Type"], ordinal={"Type": ["L", "M", "H"]})
+    # a listed category absent from training stays unknown: refused at prediction like any unseen category
+    no_h = records[records["Type"] != "H"]
+    schema = fit_schema(no_h, EXCLUDE, ordinal={"Type": ["L", "M", "H"]})
+    assert schema.categorical == {"Type": ["L", "M"]}
+    with pytest.raises(DataError, match="never seen in training"):
+        encode(records, schema)
 
 
 def test_ordinal_cross_adds_at_least_features():

@@ -145,3 +145,20 @@ def test_models_saved_before_the_wide_part_load_without_it(fitted):
     del stored["wide"]  # a config written before the field existed
     old = FailurePrediction(FailurePrediction.saved_config(stored))
     assert old.config.wide is False and FailurePrediction(stored).config.wide is True
+
+
+def test_default_ordinal_applies_only_where_type_is_a_varying_feature():
+    records = make_process_records(600, seed=4)
+    task = FailurePrediction()
+    assert task._resolve_columns(records)[2] == {"Type": ["L", "M", "H"]}
+    assert task._resolve_columns(records.assign(Type="L"))[2] == {}  # constant: dropped, not ordinal
+    assert FailurePrediction(id_columns=["UDI", "Product ID", "Type"])._resolve_columns(records)[2] == {}
+    assert FailurePrediction(features=["Torque [Nm]", "Tool wear [min]"])._resolve_columns(records)[2] == {}
+
+
+def test_one_split_per_repeat_with_a_single_fold():
+    y = (np.arange(500) % 10 == 0).astype(float)
+    folds = FailurePrediction(folds=1, repeats=3)._folds(y)
+    assert len(folds) == 3 and not np.array_equal(folds[0][1], folds[1][1])
+    for train_idx, val_idx in folds:
+        assert not set(train_idx) & set(val_idx) and y[val_idx].sum() > 0

@@ -121,8 +121,14 @@ def _locate_field(key: str, model_cls: type[StrictModel]) -> list[str]:
 
 
 def _coerce_cli_value(value: Any) -> Any:
+    """A CLI value: ``{...}`` / ``[...]`` as YAML (mappings, lists), ``a,b`` as a list, else a YAML scalar."""
     if not isinstance(value, str):
         return value
+    if value.strip()[:1] in ("{", "["):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"cannot read {value!r} as a YAML/JSON mapping or list: {exc}") from exc
     if "," in value:
         return [_coerce_cli_value(v) for v in value.split(",") if v != ""]
     try:

@@ -151,11 +151,16 @@ def fit_schema(frame: pd.DataFrame, exclude: Sequence[str], features: Sequence[s
             categories = sorted(series.dropna().astype(str).unique().tolist())
             if column in ordinal:
                 order = [str(c) for c in ordinal[column]]
+                repeated = sorted({c for c in order if order.count(c) > 1})
+                if repeated:
+                    raise DataError(f"the ordinal order of {column!r} lists {repeated} more than once; list each "
+                                    "category once, lowest first")
                 unlisted = [c for c in categories if c not in order]
                 if unlisted:
                     raise DataError(f"column {column!r} holds {unlisted}, which its ordinal order {order} does not "
                                     "list; add them to the order (lowest first) or drop the column from --ordinal")
-                categories = order
+                # categories absent from training stay unknown (refused at prediction), as for any category
+                categories = [c for c in order if c in categories]
             if len(categories) > max_categories:
                 raise DataError(f"column {column!r} has {len(categories)} distinct values, too many for a "
                                 f"category (limit {max_categories}); it looks like an identifier: list it in "
@@ -163,10 +168,13 @@ def fit_schema(frame: pd.DataFrame, exclude: Sequence[str], features: Sequence[s
             categorical[column] = categories
             if impute:
                 impute_values[column] = str(series.dropna().astype(str).mode().iloc[0])
-    not_categorical = [c for c in ordinal if c not in categorical]
-    if not_categorical:
-        raise DataError(f"ordinal columns {not_categorical} are not categorical feature columns of this table; "
-                        f"the categorical ones are {list(categorical)}")
+    for column in ordinal:
+        if column not in categorical:
+            why = ("is numeric, so already ordered" if column in numeric
+                   else "is constant, so it was dropped" if column in dropped
+                   else "is not a feature column (see --features, --id-columns)")
+            raise DataError(f"--ordinal names {column!r}, which {why}; remove it from --ordinal. The categorical "
+                            f"feature columns are {list(categorical)}")
     derived_features = [parse_derived(spec, numeric) for spec in derived]
     return TabularSchema(numeric=numeric, categorical=categorical, ordinal=[c for c in categorical if c in ordinal],
                          derived=derived_features, impute_values=impute_values, dropped_constant=dropped)

@@ -34,7 +34,8 @@ def split_units(units, val_fraction: float, seed: int, block: int = 0) -> tuple[
     """Seeded split of unit ids into (train, validation); each unit lands on exactly one side.
 
     ``block`` k takes the k-th consecutive block of ``val_fraction`` of the units (of one seeded
-    permutation, wrapping around) as validation, so blocks 0, 1, ... hold out different units.
+    permutation, wrapping around) as validation, so blocks 0, 1, ... hold out different units until
+    they wrap (more blocks than ``1 / val_fraction``), after which blocks overlap.
     """
     units = np.asarray(sorted(set(np.asarray(units).tolist())), dtype=object)
     if len(units) < 2:

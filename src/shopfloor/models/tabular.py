@@ -94,7 +94,8 @@ class TabularFeatures(nn.Module):
         """Set the scaling and bin buffers from training values (tree bins when ``targets`` are given)."""
         values = self.unscaled(numeric, categorical)
         self.mean.copy_(values.mean(dim=0))
-        self.std.copy_(values.std(dim=0).clamp_min(1e-12))
+        std = values.std(dim=0)
+        self.std.copy_(torch.where(std > 1e-12, std, torch.ones_like(std)))  # a constant feature stays unscaled
         if not self.n_bins:
             return
         if targets is None:
@@ -244,7 +245,8 @@ class FailureEnsemble(nn.Module):
 
     def probabilities(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """Sigmoid of the members' mean logit: as sharp as one member where they agree, so thresholds
-        chosen on single members' out-of-fold probabilities carry over to the ensemble."""
+        chosen on out-of-fold estimates (the mean logit of the members that held a record out) carry
+        over to the ensemble."""
         return torch.sigmoid(torch.stack([m(numeric, categorical) for m in self.members]).mean(dim=0))
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor):

@@ -4,10 +4,11 @@ Data: a CSV/Parquet table (AI4I 2020 layout by default) with a 0/1 target column
 failure-mode columns; see :mod:`shopfloor.data.tabular`. The model is a cross-fitted ensemble of
 MLPs (each with a linear "wide" part) over standardised and piecewise-linear-encoded features,
 including physically meaningful derived features and their crosses with categories, all computed
-inside the exported graph. With ``folds`` = k, k members are each trained on k−1 folds and
-early-stopped on the remaining one; their out-of-fold probabilities cover the whole training table
-and are where the decision thresholds (max F1) are chosen — on validation data, never on the data a
-member trained on — and stored in the graph.
+inside the exported graph. With ``folds`` = k (and ``repeats`` = r), k members per repeat are each
+trained on k−1 folds and early-stopped on the remaining one; their out-of-fold estimates (the mean
+logit of the members that held a record out) cover the whole training table and are where the
+decision thresholds (max F1) are chosen — on validation data, never on the data a member trained
+on — and stored in the graph.
 """
 
 from __future__ import annotations
@@ -166,9 +167,12 @@ class FailurePrediction(Task):
                       "Tool wear [min]")
             derived = list(AI4I_DERIVED) if all(c in frame.columns for c in needed) else []
         ordinal = cfg.ordinal
-        if ordinal is None:
+        if ordinal is None:  # the AI4I default, where that column is a varying feature holding those values
+            features = cfg.features if cfg.features is not None else [
+                c for c in frame.columns if c not in {cfg.target, *modes, *cfg.id_columns}]
             ordinal = {c: list(order) for c, order in AI4I_ORDINAL.items()
-                       if c in frame.columns and set(frame[c].dropna().astype(str)) <= set(order)}
+                       if c in features and c in frame.columns and frame[c].nunique() > 1
+                       and set(frame[c].dropna().astype(str)) <= set(order)}
         return modes, derived, ordinal
 
     def _member(self, schema: TabularSchema) -> TabularNet:

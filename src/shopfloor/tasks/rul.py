@@ -312,7 +312,7 @@ class RemainingUsefulLife(Task):
         with torch.no_grad():
             outputs = [model(torch.as_tensor(windows.x[sl])) for sl in batched(len(windows), 2048)]
         if isinstance(outputs[0], torch.Tensor):
-            rul = np.concatenate([o.numpy() for o in outputs])
+            rul = np.maximum(np.concatenate([o.numpy() for o in outputs]), 0.0)  # clipped like the ensemble's
             per_window = {"rul": rul, "lower": rul, "upper": rul, "spread": np.zeros_like(rul)}
         else:
             per_window = {name: np.concatenate([o[i].numpy() for o in outputs]) for i, name in enumerate(OUTPUTS)}
@@ -330,7 +330,7 @@ class RemainingUsefulLife(Task):
         normalizer_fit = fit_condition_normalizer(histories, cfg.operating_conditions, seed=train_cfg.seed)
         if normalizer_fit.dropped_sensors:
             print(f"note: dropped sensors constant within every operating condition: {normalizer_fit.dropped_sensors}")
-        train_units, val_units = split_units(histories.units, train_cfg.val_fraction, train_cfg.seed)  # member 0's
+        train_units, val_units = split_units(histories.units, train_cfg.val_fraction, train_cfg.seed)  # sizes per member
         self.state = {
             "features": normalizer_fit.features,
             "settings": normalizer_fit.settings,
@@ -355,7 +355,7 @@ class RemainingUsefulLife(Task):
         log_dir = Path(out_dir) / "training" if out_dir is not None else None
         features = WindowFeatures(normalizer_fit.module, cfg.baseline_cycles)
         rotating = cfg.member_validation == "rotating"
-        members, summaries, held_out = [], [], []
+        members, summaries, held_out, n_train_windows = [], [], [], []
         for k in range(cfg.ensemble):
             if k == 0 or rotating:  # windows: training ones with the configured stride, validation ones all
                 member_train, member_val = split_units(histories.units, train_cfg.val_fraction, train_cfg.seed,
@@ -373,6 +373,7 @@ class RemainingUsefulLife(Task):
                 log_dir / f"member_{k}" if log_dir is not None else None)
             summaries.append(summary)
             members.append(regressor.model)
+            n_train_windows.append(len(train_w))
             if rotating:  # this member's estimates of the units it never trained on
                 held_out.append((val_w, y_val, self._estimates(regressor.eval(), val_w)))
         network = RULEnsemble(features, members, cfg.rul_cap).eval()
@@ -397,7 +398,7 @@ class RemainingUsefulLife(Task):
                          else "(the validation units, estimated by the whole ensemble)"),
             "calibration_windows": "below the RUL cap" if degrading.sum() >= 50 else "all",
             "level": cfg.interval_level, "scale": scale, "offset": offset}
-        self.state["n_calibration_units"] = int(sum(len(np.unique(w.unit)) for w, _, _ in held_out))
+        self.state["n_calibration_units"] = len(set(np.concatenate([w.unit for w, _, _ in held_out]).tolist()))
         self.torch_model = network
         self.metrics = {
             "val_rmse": rul_metrics(y_val, mean)["rmse"],
@@ -406,7 +407,7 @@ class RemainingUsefulLife(Task):
             "member_val_rmse": [math.sqrt(s["best_score"]) if s["best_score"] is not None else None
                                 for s in summaries],
             "epochs_run": [s["epochs_run"] for s in summaries],
-            "n_train_windows": len(train_w),
+            "n_train_windows": n_train_windows,
             "n_val_windows": int(len(y_val)),
         }
         self.export()
