@@ -38,8 +38,9 @@ def test_fit_state_and_artifact(fitted):
     assert task.state["n_conditions"] == 3
     assert task.state["dropped_sensors"] == ["sensor_8"]
     assert task.state["n_train_units"] + task.state["n_val_units"] == 12
-    assert task.config.member_validation == "shared" and task.state["n_calibration_units"] == 2
-    assert "whole ensemble" in task.state["interval"]["method"]
+    # rotating member validation (default): 2 members hold out 2 different blocks of 2 units each
+    assert task.config.member_validation == "rotating" and task.state["n_calibration_units"] == 4
+    assert "never trained on it" in task.state["interval"]["method"]
     assert 0 < task.metrics["val_interval_coverage"] <= 1
     manifest = json.loads((root / "model" / "manifest.json").read_text())
     assert manifest["task"] == "rul" and manifest["state"]["features"] == task.features
@@ -151,7 +152,7 @@ def test_predict_refuses_units_without_their_early_history(fitted):
         task.predict([late])
 
 
-def test_rotating_member_validation_calibrates_on_units_a_member_never_trained_on(tmp_path, monkeypatch):
+def test_rotating_validation_calibrates_on_units_a_member_never_trained_on_and_shared_on_one_block(tmp_path, monkeypatch):
     from shopfloor.tasks import rul
 
     paths = write_degradation_dataset(tmp_path / "data", n_train=10, n_test=2, seed=5, life_range=(50, 70))
@@ -177,3 +178,7 @@ def test_rotating_member_validation_calibrates_on_units_a_member_never_trained_o
     ensemble = task._estimates(task.require_model(), windows)["rul"]
     below = windows.target(task.config.rul_cap) < task.config.rul_cap
     assert not np.allclose(seen["mean"][-below.sum():], ensemble[below])
+    shared = RemainingUsefulLife(window=15, ensemble=2, member_validation="shared",
+                                 data={"setting_columns": ["setting_1", "setting_2"]},
+                                 training={"epochs": 1, "batch_size": 64, "progress": False}).fit(paths["train"])
+    assert shared.state["n_calibration_units"] == 2 and "whole ensemble" in shared.state["interval"]["method"]

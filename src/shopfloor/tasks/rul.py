@@ -80,7 +80,7 @@ class RULConfig(StrictModel):
     epoch_windows: int = Field(16384, ge=0, description="training windows drawn at random per epoch (0 = all)")
     ensemble: int = Field(3, ge=1, description="ensemble members (different seeds); their spread gives the interval")
     member_validation: Literal["shared", "rotating"] = Field(
-        "shared", description="rotating: member k early-stops on its own block of held-out units, so each unit "
+        "rotating", description="rotating: member k early-stops on its own block of held-out units, so each unit "
         "trains most members and the interval is calibrated on estimates by a member that never trained on the "
         "unit; shared: all members use the same validation units, where the whole ensemble is calibrated")
     recent_windows: int = Field(
