@@ -182,3 +182,21 @@ def test_rotating_validation_calibrates_on_units_a_member_never_trained_on_and_s
                                  data={"setting_columns": ["setting_1", "setting_2"]},
                                  training={"epochs": 1, "batch_size": 64, "progress": False}).fit(paths["train"])
     assert shared.state["n_calibration_units"] == 2 and "whole ensemble" in shared.state["interval"]["method"]
+
+
+def test_constant_interval_width_is_the_same_for_every_unit(tmp_path):
+    paths = write_degradation_dataset(tmp_path / "data", n_train=10, n_test=4, seed=6, life_range=(50, 70))
+    task = RemainingUsefulLife(window=15, ensemble=2, interval_width="constant",
+                               data={"setting_columns": ["setting_1", "setting_2"]},
+                               training={"epochs": 1, "batch_size": 64, "progress": False})
+    task.fit(paths["train"], tmp_path / "model")
+    loaded = RemainingUsefulLife.load(tmp_path / "model")
+    histories = loaded._read(paths["test"], "test")
+    windows = loaded._windows(histories)
+    out = loaded.run_windows(windows.x)
+    upper_half = (out["upper"] - out["rul"])[out["rul"] > 0]  # (an estimate clipped at 0 keeps upper = mean + half)
+    np.testing.assert_allclose(upper_half, upper_half[0], rtol=1e-5)  # no spread in the width
+    assert upper_half[0] > 0 and out["spread"].max() > 0
+    with torch.no_grad():  # the exported graph agrees with the torch model
+        reference = loaded.require_model()(torch.as_tensor(windows.x))
+    np.testing.assert_allclose(out["upper"], reference[2].numpy(), rtol=1e-4, atol=1e-3)

@@ -87,6 +87,9 @@ class RULConfig(StrictModel):
         10, ge=1, description="a unit's estimate averages the lag-corrected estimates of the windows ending at its "
         "last N cycles (1 = the last window alone)")
     interval_level: float = Field(0.9, gt=0, lt=1, description="nominal coverage of the prediction interval")
+    interval_width: Literal["spread", "constant"] = Field(
+        "spread", description="spread: half-width grows with the members' spread (normalised conformal); constant: "
+        "the conformal quantile of the held-out absolute errors, the same for every unit")
     explain_units: int = Field(6, ge=0, description="test units whose trajectories and attributions the report shows")
     training: RULTrainingConfig = RULTrainingConfig()
 
@@ -148,11 +151,14 @@ class RULEnsemble(nn.Module):
     """The exported RUL model: raw input (batch, k + window, features) -> (rul, lower, upper, spread).
 
     ``rul`` is the members' mean, clipped at 0; ``spread`` their standard deviation; the interval is
-    ``rul +- interval_scale * (spread + interval_offset)``, both fitted on validation units.
+    ``rul +- interval_scale * (spread_weight * spread + interval_offset)``, scale and offset fitted on
+    held-out units; ``spread_weight`` 0 gives every unit the same width (a configuration constant).
     """
 
-    def __init__(self, features: WindowFeatures, members: Sequence[nn.Module], rul_scale: float):
+    def __init__(self, features: WindowFeatures, members: Sequence[nn.Module], rul_scale: float,
+                 spread_weight: float = 1.0):
         super().__init__()
+        self.spread_weight = float(spread_weight)
         self.features = features
         self.members = nn.ModuleList(members)
         self.register_buffer("rul_scale", torch.tensor(float(rul_scale)))
@@ -171,7 +177,7 @@ class RULEnsemble(nn.Module):
         preds = self.member_predictions(x)
         mean = preds.mean(dim=1)
         spread = ((preds - mean.unsqueeze(1)) ** 2).mean(dim=1).sqrt()
-        half = self.interval_scale * (spread + self.interval_offset)
+        half = self.interval_scale * (self.spread_weight * spread + self.interval_offset)
         return torch.clamp(mean, min=0.0), torch.clamp(mean - half, min=0.0), mean + half, spread
 
 
@@ -252,7 +258,12 @@ class RemainingUsefulLife(Task):
         s = self.state
         normalizer = ConditionNormalizer(len(s["settings"]), len(s["sensors"]), s["n_conditions"])
         features = WindowFeatures(normalizer, self.config.baseline_cycles)
-        return RULEnsemble(features, [self._build_member() for _ in range(self.config.ensemble)], self.config.rul_cap)
+        return RULEnsemble(features, [self._build_member() for _ in range(self.config.ensemble)], self.config.rul_cap,
+                           self._spread_weight)
+
+    @property
+    def _spread_weight(self) -> float:
+        return 1.0 if self.config.interval_width == "spread" else 0.0
 
     def _build_member(self) -> nn.Module:
         channels = len(self.state["sensors"]) * (2 if self.config.baseline_cycles else 1)
@@ -376,7 +387,7 @@ class RemainingUsefulLife(Task):
             n_train_windows.append(len(train_w))
             if rotating:  # this member's estimates of the units it never trained on
                 held_out.append((val_w, y_val, self._estimates(regressor.eval(), val_w)))
-        network = RULEnsemble(features, members, cfg.rul_cap).eval()
+        network = RULEnsemble(features, members, cfg.rul_cap, self._spread_weight).eval()
         if not rotating:
             held_out = [(val_w, y_val, self._estimates(network, val_w))]
         y_val = np.concatenate([y for _, y, _ in held_out])
@@ -384,6 +395,7 @@ class RemainingUsefulLife(Task):
         # the ensemble's spread at the same windows: the width the interval scales, as at prediction time
         spread = np.concatenate([self._estimates(network, w)["spread"] for w, _, _ in held_out]) if rotating \
             else held_out[0][2]["spread"]
+        spread = spread * self._spread_weight  # constant width: the quantile of the absolute errors
         # early-life windows (truth at the cap) are many and easy; calibrating on them would make the interval
         # too narrow for units already degrading, so the windows below the cap are used when there are enough
         degrading = y_val < cfg.rul_cap
