@@ -200,3 +200,12 @@ def test_constant_interval_width_is_the_same_for_every_unit(tmp_path):
     with torch.no_grad():  # the exported graph agrees with the torch model
         reference = loaded.require_model()(torch.as_tensor(windows.x))
     np.testing.assert_allclose(out["upper"], reference[2].numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_models_saved_before_the_interval_options_keep_their_spread_interval(fitted):
+    task, _, _ = fitted
+    stored = task.config.model_dump(mode="json")
+    del stored["interval_width"], stored["member_validation"]
+    old = RemainingUsefulLife(RemainingUsefulLife.saved_config(stored))
+    assert (old.config.interval_width, old.config.member_validation) == ("spread", "shared")
+    assert old._spread_weight == 1.0 and task._spread_weight == 0.0

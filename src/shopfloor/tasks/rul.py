@@ -5,10 +5,10 @@ and cycle; see :mod:`shopfloor.data.sensor_histories`). Training units run to fa
 
 Pipeline: operating conditions are clustered from the settings and every sensor is standardised per
 condition (constant sensors dropped); sliding windows of ``window`` cycles are the input and the
-piecewise-linear RUL capped at ``rul_cap`` is the target; training and validation are split by unit.
-A small deep ensemble of sequence models (``--model cnn1d|lstm|gru|transformer``) is trained; the
-spread of its members, calibrated on the validation units (normalised split-conformal), gives the
-prediction interval. The exported ONNX graph takes raw readings ``(batch, window, features)`` and
+piecewise-linear RUL capped at ``rul_cap`` is the target; training and validation are split by unit
+(each member holds out its own block of units). A small deep ensemble of sequence models (``--model
+cnn1d|lstm|gru|transformer``) is trained; the prediction interval is split-conformal on the held-out
+units' errors (constant width, or scaled by the members' spread with ``--interval-width spread``). The exported ONNX graph takes raw readings ``(batch, window, features)`` and
 returns ``rul``, ``lower``, ``upper`` and ``spread``: normalisation, ensemble averaging and the
 interval all live inside it.
 """
@@ -88,7 +88,7 @@ class RULConfig(StrictModel):
         "last N cycles (1 = the last window alone)")
     interval_level: float = Field(0.9, gt=0, lt=1, description="nominal coverage of the prediction interval")
     interval_width: Literal["spread", "constant"] = Field(
-        "spread", description="spread: half-width grows with the members' spread (normalised conformal); constant: "
+        "constant", description="spread: half-width grows with the members' spread (normalised conformal); constant: "
         "the conformal quantile of the held-out absolute errors, the same for every unit")
     explain_units: int = Field(6, ge=0, description="test units whose trajectories and attributions the report shows")
     training: RULTrainingConfig = RULTrainingConfig()
@@ -242,6 +242,7 @@ class RemainingUsefulLife(Task):
     name = "rul"
     Config = RULConfig
     EvaluateOptions = EvaluateOptions
+    predates = {"member_validation": "shared", "interval_width": "spread"}
 
     # ----------------------------------------------------------------- model
     @property
