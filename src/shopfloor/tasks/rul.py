@@ -8,9 +8,9 @@ condition (constant sensors dropped); sliding windows of ``window`` cycles are t
 piecewise-linear RUL capped at ``rul_cap`` is the target; training and validation are split by unit
 (each member holds out its own block of units). A small deep ensemble of sequence models (``--model
 cnn1d|lstm|gru|transformer``) is trained; the prediction interval is split-conformal on the held-out
-units' errors (constant width, or scaled by the members' spread with ``--interval-width spread``). The exported ONNX graph takes raw readings ``(batch, window, features)`` and
-returns ``rul``, ``lower``, ``upper`` and ``spread``: normalisation, ensemble averaging and the
-interval all live inside it.
+units' errors (constant width, or scaled by the members' spread with ``--interval-width spread``). The
+exported ONNX graph takes raw readings ``(batch, window, features)`` and returns ``rul``, ``lower``,
+``upper`` and ``spread``: normalisation, ensemble averaging and the interval all live inside it.
 """
 
 from __future__ import annotations
@@ -393,10 +393,12 @@ class RemainingUsefulLife(Task):
             held_out = [(val_w, y_val, self._estimates(network, val_w))]
         y_val = np.concatenate([y for _, y, _ in held_out])
         mean = np.concatenate([e["rul"] for _, _, e in held_out])
-        # the ensemble's spread at the same windows: the width the interval scales, as at prediction time
-        spread = np.concatenate([self._estimates(network, w)["spread"] for w, _, _ in held_out]) if rotating \
-            else held_out[0][2]["spread"]
-        spread = spread * self._spread_weight  # constant width: the quantile of the absolute errors
+        if not self._spread_weight:  # constant width: the quantile of the absolute errors
+            spread = np.zeros_like(mean)
+        elif rotating:  # the ensemble's spread at the same windows, as at prediction time
+            spread = np.concatenate([self._estimates(network, w)["spread"] for w, _, _ in held_out])
+        else:
+            spread = held_out[0][2]["spread"]
         # early-life windows (truth at the cap) are many and easy; calibrating on them would make the interval
         # too narrow for units already degrading, so the windows below the cap are used when there are enough
         degrading = y_val < cfg.rul_cap
