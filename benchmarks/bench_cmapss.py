@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from common import require_dataset, write_result  # noqa: E402
 
-from shopfloor.tasks.rul import RemainingUsefulLife  # noqa: E402
+from shopfloor.maintenance.rul.task import RemainingUsefulLife  # noqa: E402
 
 TARGETS = {"FD001": {"rmse": 11.5, "nasa_score": 230.0}, "FD002": {"rmse": 12.5, "nasa_score": 850.0}}
 FIGURES = ["rmse", "mae", "nasa_score", "rmse_raw", "mae_raw", "nasa_score_raw", "interval_coverage",

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, require_dataset, write_result  # noqa: E402
 
-from shopfloor.tasks.fault_diagnosis import FaultDiagnosis  # noqa: E402
+from shopfloor.maintenance.fault_diagnosis.task import FaultDiagnosis  # noqa: E402
 
 TARGETS = {"accuracy": 0.999, "accuracy_snr_0": 0.99, "accuracy_snr_-4": 0.97}
 

@@ -49,7 +49,7 @@ def images_per_second(task, paths, batch_size: int) -> float:
 
 def single_thread_cpu_ms(onnx_bytes: bytes, batch) -> float:
     """CPU milliseconds per image of one ONNX Runtime thread (best of 3): far less sensitive to other jobs."""
-    from shopfloor.runtime import OnnxModel
+    from shopfloor.core.runtime import OnnxModel
 
     session = OnnxModel(onnx_bytes, device="cpu", threads=1)
     return cpu_ms_per_item(lambda: session.run(images=batch), len(batch))
@@ -59,8 +59,8 @@ def cpu_cost(task, paths) -> dict:
     """Per-image CPU cost of decoding and of the model (and its backbone alone), one thread each."""
     import torch
 
-    from shopfloor.data.images import read_images, to_model_input
-    from shopfloor.runtime import export_onnx
+    from shopfloor.core.runtime import export_onnx
+    from shopfloor.inspection.images import read_images, to_model_input
 
     spec = task.image_spec
     start = time.process_time()
@@ -83,8 +83,8 @@ def cpu_cost(task, paths) -> dict:
 
 def run_one(model: str, out: Path) -> None:
     """Fit, evaluate and time one model; write its figures as JSON to ``out``."""
-    from shopfloor.data.mvtec import read_anomaly_data
-    from shopfloor.tasks.anomaly_detection import AnomalyDetection
+    from shopfloor.inspection.anomaly.task import AnomalyDetection
+    from shopfloor.inspection.layouts import read_anomaly_data
 
     base_rss = peak_rss_mb()
     task = AnomalyDetection(model=model, training={"progress": False})
@@ -106,7 +106,7 @@ def run_one(model: str, out: Path) -> None:
         "images_per_second_batch1_wall": images_per_second(task, paths, 1),
         "images_per_second_batch16_wall": images_per_second(task, paths, 16),
         "execution": f"{task.parallel_runtime.workers} worker threads, each decoding its images and running the graph "
-                     "on a one-thread ONNX Runtime session (shopfloor.runtime.ParallelRunner); images per run: "
+                     "on a one-thread ONNX Runtime session (shopfloor.core.runtime.ParallelRunner); images per run: "
                      + ("a share of the batch" if model == "padim" else "one") + "; batch 1 = one image per call on "
                      "the multi-threaded session",
         "matmul_gflops_2threads_same_run": matmul_gflops(),
@@ -118,8 +118,8 @@ def run_one(model: str, out: Path) -> None:
 
 def run_memory(out: Path, n_images: int = 1000) -> None:
     """Peak RSS of fitting PatchCore (defaults, 256 px) on ``n_images`` synthetic good images read from disk."""
-    from shopfloor.data.synthetic_images import make_anomaly_dataset
-    from shopfloor.tasks.anomaly_detection import AnomalyDetection
+    from shopfloor.inspection.anomaly.task import AnomalyDetection
+    from shopfloor.inspection.synthetic import make_anomaly_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         root = make_anomaly_dataset(Path(tmp) / "data", n_train=n_images, n_test_good=0, n_test_per_defect=0,

@@ -15,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from common import cpu_ms_per_item, matmul_gflops, require_dataset, throughput, write_result  # noqa: E402
 
-from shopfloor.data.images import read_images, to_model_input  # noqa: E402
-from shopfloor.runtime import OnnxModel  # noqa: E402
-from shopfloor.data.split import stratified_split  # noqa: E402
-from shopfloor.tasks.defect_classification import DefectClassification, LabelledImages  # noqa: E402
+from shopfloor.core.runtime import OnnxModel  # noqa: E402
+from shopfloor.core.split import stratified_split  # noqa: E402
+from shopfloor.inspection.classification.task import DefectClassification, LabelledImages  # noqa: E402
+from shopfloor.inspection.images import read_images, to_model_input  # noqa: E402
 
 
 def main() -> None:

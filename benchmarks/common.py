@@ -44,7 +44,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
 def machine() -> dict[str, Any]:
     import torch
 
-    from shopfloor.artifact import library_versions
+    from shopfloor.core.artifact import library_versions
 
     return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
@@ -53,7 +53,7 @@ def machine() -> dict[str, Any]:
 
 def write_result(name: str, figures: dict[str, Any]) -> Path:
     """benchmarks/results/<name>.json with the figures, machine and date."""
-    from shopfloor.tasks.base import to_jsonable
+    from shopfloor.core.task import to_jsonable
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shopfloor.data.images import ImageSpec
-from shopfloor.data.mvtec import content_box, has_masks, read_anomaly_data, read_masks
-from shopfloor.data.synthetic_images import make_anomaly_dataset
-from shopfloor.errors import DataError
+from shopfloor.core.errors import DataError
+from shopfloor.inspection.images import ImageSpec
+from shopfloor.inspection.layouts import content_box, has_masks, read_anomaly_data, read_masks
+from shopfloor.inspection.synthetic import make_anomaly_dataset
 
 
 def _img(path: Path, size=(40, 30), value=120, mode="L") -> Path:

@@ -13,7 +13,7 @@ CHILD = textwrap.dedent("""
     import json, resource, sys
     import numpy as np
     import psutil
-    from shopfloor.tasks.anomaly_detection import AnomalyDetection
+    from shopfloor.inspection.anomaly.task import AnomalyDetection
 
     cap = int(sys.argv[1])
     rng = np.random.default_rng(0)

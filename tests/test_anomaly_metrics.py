@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shopfloor.metrics.anomaly import (
+from shopfloor.inspection.anomaly.metrics import (
     area_under_curve,
     aupro,
     f1_optimal_threshold,

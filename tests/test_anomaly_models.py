@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from shopfloor.models.coreset import greedy_coreset, random_projection
-from shopfloor.models.padim import GaussianAccumulator
-from shopfloor.models.patchcore import AnomalyMapHead
+from shopfloor.inspection.anomaly.coreset import greedy_coreset, random_projection
+from shopfloor.inspection.anomaly.padim import GaussianAccumulator
+from shopfloor.inspection.anomaly.patchcore import AnomalyMapHead
 
 
 def test_greedy_coreset_picks_far_points_first():
@@ -50,7 +50,7 @@ def test_gaussian_accumulator_matches_numpy():
 def test_map_head_matrices_equal_upsample_then_reflect_blur():
     import torch.nn.functional as F
 
-    from shopfloor.models.patchcore import gaussian_kernel1d
+    from shopfloor.inspection.anomaly.patchcore import gaussian_kernel1d
 
     head = AnomalyMapHead((48, 64), (6, 8), sigma=3.0)
     patch = torch.rand(2, 6, 8)
@@ -79,15 +79,15 @@ def test_map_head_threshold_is_half_and_order_kept():
 
 @pytest.mark.parametrize("model", ["patchcore", "padim"])
 def test_exported_and_in_memory_models_agree(model, tmp_path):
-    from shopfloor.data.synthetic_images import make_anomaly_dataset
-    from shopfloor.tasks.anomaly_detection import AnomalyDetection
+    from shopfloor.inspection.anomaly.task import AnomalyDetection
+    from shopfloor.inspection.synthetic import make_anomaly_dataset
 
     root = make_anomaly_dataset(tmp_path / "data", n_train=8, n_test_good=2, n_test_per_defect=1, size=64)
     task = AnomalyDetection(model=model, image_size=64, training={"progress": False})
     task.fit(root)
     paths = sorted((root / "test").rglob("*.png"))
     onnx_scores, onnx_maps = task.score_images(paths)
-    from shopfloor.data.images import read_images, to_model_input
+    from shopfloor.inspection.images import read_images, to_model_input
 
     x = torch.from_numpy(to_model_input(read_images(paths, task.image_spec)))
     with torch.no_grad():

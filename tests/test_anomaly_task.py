@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shopfloor.data.synthetic_images import make_anomaly_dataset
-from shopfloor.errors import ConfigError, DataError
-from shopfloor.tasks import get_task, load
-from shopfloor.tasks.anomaly_detection import AnomalyDetection
+from shopfloor.core.errors import ConfigError, DataError
+from shopfloor.core.registry import get_task, load
+from shopfloor.inspection.anomaly.task import AnomalyDetection
+from shopfloor.inspection.synthetic import make_anomaly_dataset
 
 SMALL = {"image_size": 64, "training": {"progress": False, "batch_size": 8}}
 

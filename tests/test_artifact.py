@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from shopfloor.artifact import ONNX_MODEL, WEIGHTS, fingerprint_files, read_artifact, write_artifact
-from shopfloor.errors import ArtifactError
-from shopfloor.runtime import export_onnx
+from shopfloor.core.artifact import ONNX_MODEL, WEIGHTS, fingerprint_files, read_artifact, write_artifact
+from shopfloor.core.errors import ArtifactError
+from shopfloor.core.runtime import export_onnx
 
 
 @pytest.fixture

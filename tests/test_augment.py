@@ -1,8 +1,8 @@
 import torch
 
-from shopfloor.config import TrainingConfig
-from shopfloor.data.augment import AugmentConfig, ImageAugmenter
-from shopfloor.training import SupervisedModule
+from shopfloor.core.config import TrainingConfig
+from shopfloor.core.training import SupervisedModule
+from shopfloor.inspection.augment import AugmentConfig, ImageAugmenter
 
 
 def _batch():

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shopfloor.cli import app
-from shopfloor.data.synthetic_images import make_defect_classes
+from shopfloor.inspection.synthetic import make_defect_classes
 
 runner = CliRunner()
 SHOPFLOOR = str(Path(sys.executable).parent / "shopfloor")

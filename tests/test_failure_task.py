@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from shopfloor.data.synthetic_tabular import make_process_records
-from shopfloor.errors import DataError
-from shopfloor.tasks import get_task
-from shopfloor.tasks.failure_prediction import FailurePrediction, _max_f1_threshold, binary_metrics
+from shopfloor.core.errors import DataError
+from shopfloor.core.registry import get_task
+from shopfloor.maintenance.failure_prediction.simulator import make_process_records
+from shopfloor.maintenance.failure_prediction.task import FailurePrediction, _max_f1_threshold, binary_metrics
 
 SMALL = {"epochs": 10, "batch_size": 128, "progress": False, "device": "cpu"}
 

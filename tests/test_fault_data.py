@@ -7,8 +7,14 @@ import pytest
 import torch
 from scipy.io import savemat, wavfile
 
-from shopfloor.augment_signals import SignalAugment, add_noise_at_snr
-from shopfloor.data.vibration import (
+from shopfloor.core.errors import DataError
+from shopfloor.maintenance.fault_diagnosis.augment import SignalAugment, add_noise_at_snr
+from shopfloor.maintenance.fault_diagnosis.simulator import (
+    BearingGeometry,
+    simulate_bearing_signal,
+    write_bearing_dataset,
+)
+from shopfloor.maintenance.vibration import (
     Recording,
     cwru_label,
     read_cwru_mat,
@@ -18,8 +24,6 @@ from shopfloor.data.vibration import (
     split_regions,
     validate_recordings,
 )
-from shopfloor.data.vibration_simulator import BearingGeometry, simulate_bearing_signal, write_bearing_dataset
-from shopfloor.errors import DataError
 
 
 @pytest.mark.parametrize("name, label", [

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from shopfloor.data.vibration_simulator import simulate_bearing_signal, write_bearing_dataset
-from shopfloor.errors import DataError
-from shopfloor.tasks import get_task
-from shopfloor.tasks.fault_diagnosis import FaultDiagnosis
+from shopfloor.core.errors import DataError
+from shopfloor.core.registry import get_task
+from shopfloor.maintenance.fault_diagnosis.simulator import simulate_bearing_signal, write_bearing_dataset
+from shopfloor.maintenance.fault_diagnosis.task import FaultDiagnosis
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shopfloor.data.images import ImageSpec, read_image, read_images, scan_class_folders
-from shopfloor.errors import DataError
+from shopfloor.core.errors import DataError
+from shopfloor.inspection.images import ImageSpec, read_image, read_images, scan_class_folders
 
 
 def _img(path, size=(40, 30), mode="RGB", value=100):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shopfloor.data.sensor_histories import HistorySpec, load_histories
-from shopfloor.data.windows import fit_condition_normalizer, make_windows
-from shopfloor.errors import DataError
+from shopfloor.core.errors import DataError
+from shopfloor.maintenance.histories import HistorySpec, load_histories
+from shopfloor.maintenance.windows import fit_condition_normalizer, make_windows
 
 
 @pytest.mark.parametrize("subset, n_train, n_test, n_conditions", [("FD001", 100, 100, 1), ("FD002", 260, 259, 6)])

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from shopfloor.data.degradation_simulator import simulate_degradation
-from shopfloor.data.sensor_histories import HistorySpec, load_histories, read_cmapss
-from shopfloor.data.windows import (
+from shopfloor.core.errors import DataError
+from shopfloor.maintenance.histories import HistorySpec, load_histories, read_cmapss
+from shopfloor.maintenance.rul.simulator import simulate_degradation
+from shopfloor.maintenance.windows import (
     assign_conditions,
     cluster_operating_conditions,
     fit_condition_normalizer,
@@ -19,7 +20,6 @@ from shopfloor.data.windows import (
     piecewise_rul,
     split_units,
 )
-from shopfloor.errors import DataError
 
 SPEC = HistorySpec(setting_columns=["setting_1", "setting_2"])
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from shopfloor.errors import ConfigError
-from shopfloor.models.sequence import SEQUENCE_MODELS, build_sequence_model
-from shopfloor.runtime import OnnxModel, export_onnx
+from shopfloor.core.errors import ConfigError
+from shopfloor.core.runtime import OnnxModel, export_onnx
+from shopfloor.maintenance.sequence import SEQUENCE_MODELS, build_sequence_model
 
 
 @pytest.mark.parametrize("name", sorted(SEQUENCE_MODELS))

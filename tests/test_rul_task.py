@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from shopfloor.data.degradation_simulator import write_degradation_dataset
-from shopfloor.errors import ConfigError, DataError
-from shopfloor.explain_sensors import integrated_gradients
-from shopfloor.tasks import get_task
-from shopfloor.tasks.rul import RemainingUsefulLife
+from shopfloor.core.errors import ConfigError, DataError
+from shopfloor.core.explain.attribution import integrated_gradients
+from shopfloor.core.registry import get_task
+from shopfloor.maintenance.rul.simulator import write_degradation_dataset
+from shopfloor.maintenance.rul.task import RemainingUsefulLife
 
 EVALUATE_KEYS = {"rmse", "mae", "nasa_score", "rmse_raw", "nasa_score_raw", "interval_coverage", "n_units"}
 
@@ -130,8 +130,8 @@ def test_bad_config_is_config_error():
 def test_baseline_channels_ignore_a_unit_wide_offset():
     """The deviation channels compare a window with the unit's own first readings, so shifting a whole
     unit's sensor by a constant (manufacturing offset) leaves them unchanged while the level channels move."""
-    from shopfloor.data.windows import ConditionNormalizer
-    from shopfloor.tasks.rul import WindowFeatures
+    from shopfloor.maintenance.rul.task import WindowFeatures
+    from shopfloor.maintenance.windows import ConditionNormalizer
 
     features = WindowFeatures(ConditionNormalizer(n_settings=0, n_sensors=3), baseline_rows=4)
     x = torch.randn(2, 4 + 6, 3)
@@ -153,7 +153,7 @@ def test_predict_refuses_units_without_their_early_history(fitted):
 
 
 def test_rotating_validation_calibrates_on_units_a_member_never_trained_on_and_shared_on_one_block(tmp_path, monkeypatch):
-    from shopfloor.tasks import rul
+    from shopfloor.maintenance.rul import task as rul
 
     paths = write_degradation_dataset(tmp_path / "data", n_train=10, n_test=2, seed=5, life_range=(50, 70))
     task = RemainingUsefulLife(window=15, ensemble=2, member_validation="rotating",

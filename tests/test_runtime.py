@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from shopfloor.errors import ConfigError
-from shopfloor.runtime import OnnxModel, ParallelRunner, export_onnx, select_providers
+from shopfloor.core.errors import ConfigError
+from shopfloor.core.runtime import OnnxModel, ParallelRunner, export_onnx, select_providers
 
 
 class Affine(nn.Module):

@@ -14,7 +14,7 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from .errors import ShopfloorError  # noqa: E402
+from shopfloor.core.errors import ShopfloorError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep learning for the factory floor: train, evaluate, explain and deploy.")
@@ -28,7 +28,7 @@ def _fail(exc: Exception) -> None:
 
 
 def _write_json(path: Optional[Path], payload: Any) -> None:
-    from .tasks.base import to_jsonable
+    from shopfloor.core.task import to_jsonable
 
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +86,8 @@ def train(
     strategy: Optional[str] = typer.Option(None, help="Lightning strategy, e.g. ddp"),
 ) -> None:
     """Train TASK on --data and write a model directory to --out. Any task option works as --name value."""
-    from .config import load_yaml, parse_cli_overrides
-    from .tasks import get_task
+    from shopfloor.core.config import load_yaml, parse_cli_overrides
+    from shopfloor.core.registry import get_task
 
     try:
         task_cls = get_task(task)
@@ -118,8 +118,8 @@ def evaluate(
     device: str = typer.Option("auto", help="auto | cpu | cuda (ONNX Runtime execution provider)"),
 ) -> None:
     """Score a model on labelled data through ONNX Runtime; print, and optionally write JSON and a report."""
-    from .config import build_config, parse_cli_overrides
-    from .tasks import load
+    from shopfloor.core.config import build_config, parse_cli_overrides
+    from shopfloor.core.registry import load
 
     try:
         task = load(model_dir, device=device)
@@ -143,7 +143,7 @@ def predict(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
     """Predict on new inputs through the exported ONNX model."""
-    from .tasks import load
+    from shopfloor.core.registry import load
 
     try:
         task = load(model_dir, device=device)
@@ -170,7 +170,7 @@ def export(
     output: Optional[Path] = typer.Option(None, "--output", help="file to write (default MODEL_DIR/export/model.onnx)"),
 ) -> None:
     """Re-export the model from its safetensors weights and check it against the stored ONNX graph."""
-    from .export import export_artifact
+    from shopfloor.core.export import export_artifact
 
     try:
         result = export_artifact(model_dir, fmt, output)
@@ -183,7 +183,7 @@ def export(
 @app.command()
 def info(model_dir: Path = typer.Argument(..., help="model directory")) -> None:
     """Show what a model directory holds: task, classes, preprocessing, metrics, versions; verifies hashes."""
-    from .artifact import read_artifact
+    from shopfloor.core.artifact import read_artifact
 
     try:
         artifact = read_artifact(model_dir)
@@ -208,7 +208,7 @@ def info(model_dir: Path = typer.Argument(..., help="model directory")) -> None:
 @app.command()
 def tasks() -> None:
     """List the available tasks and their options."""
-    from .tasks import get_task, task_names
+    from shopfloor.core.registry import get_task, task_names
 
     for name in task_names():
         cls = get_task(name)
@@ -223,7 +223,7 @@ def demo(
     only: Optional[List[str]] = typer.Option(None, "--only", help="run only these tasks"),
 ) -> None:
     """Run every task end to end on built-in synthetic data and print where the reports are."""
-    from .demo import run_demo
+    from shopfloor.demo import run_demo
 
     try:
         summaries = run_demo(out, only)

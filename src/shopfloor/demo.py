@@ -8,8 +8,8 @@ from typing import Any, Sequence
 
 from rich.console import Console
 
-from .errors import ConfigError
-from .tasks import get_task, task_names
+from shopfloor.core.errors import ConfigError
+from shopfloor.core.registry import get_task, task_names
 
 
 def run_demo(out: str | Path = "demo_out", only: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,211 @@
+"""The contract every application task follows: fit / evaluate / predict / save / load / export.
+
+A task owns a typed ``Config`` (with a ``training`` sub-config), a plain torch model
+(``self.torch_model``, no training logic inside) and the fitted state it needs at inference
+(``self.state``: labels, thresholds, preprocessing...). After ``fit`` the model is exported to
+ONNX once; ``evaluate`` and ``predict`` then run that graph through ONNX Runtime
+(:class:`shopfloor.core.runtime.OnnxModel`), so what is evaluated is what is deployed.
+
+A new task subclasses :class:`Task`, implements the abstract methods, and registers itself
+with :func:`shopfloor.core.registry.register`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .artifact import Artifact, read_artifact, write_artifact
+from .config import StrictModel, TrainingConfig, build_config
+from .errors import ArtifactError, ConfigError
+from .runtime import OnnxModel, ParallelRunner, export_onnx
+
+
+class NoOptions(StrictModel):
+    """Evaluate options for tasks that take none."""
+
+
+class OnnxSignature(StrictModel):
+    """How to export a task's model: example inputs and the graph's input/output names."""
+
+    model_config = StrictModel.model_config | {"arbitrary_types_allowed": True}
+    example_inputs: tuple
+    input_names: list[str]
+    output_names: list[str]
+
+
+class Task(ABC):
+    """Base class of every application task (see module docstring)."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[StrictModel]]
+    EvaluateOptions: ClassVar[type[StrictModel]] = NoOptions
+    # config fields added after models were first saved, with the value those older models were built with
+    # (a saved config lists every field that existed when it was written; a missing one predates the field)
+    predates: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: StrictModel | dict | None = None, **overrides: Any):
+        base = config.model_dump() if isinstance(config, StrictModel) else dict(config or {})
+        # the task's own defaults first, so a partial nested override (--epochs 5) keeps the task's
+        # other training defaults instead of falling back to the generic TrainingConfig ones
+        self.config = build_config(self.Config, self.Config().model_dump(), base, overrides)
+        self.torch_model: nn.Module | None = None
+        self.state: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
+        self.data_fingerprint: str | None = None
+        self._onnx_bytes: bytes | None = None
+        self._runtime: OnnxModel | None = None
+        self._parallel: ParallelRunner | None = None
+        self._artifact: Artifact | None = None
+
+    @property
+    def training(self) -> TrainingConfig:
+        return self.config.training  # type: ignore[attr-defined]
+
+    # ----------------------------------------------------------------- to implement
+    @abstractmethod
+    def fit(self, data: Any, out_dir: str | Path | None = None) -> "Task":
+        """Train on ``data``; sets ``torch_model``, ``state``, ``metrics`` and ``data_fingerprint``,
+        then calls :meth:`export`. With ``out_dir`` the artifact is saved there (logs go beside it)."""
+
+    @abstractmethod
+    def evaluate(self, data: Any, report_dir: str | Path | None = None, **options: Any) -> dict[str, Any]:
+        """Score labelled ``data`` through the ONNX runtime; return a JSON-able metrics dict and,
+        with ``report_dir``, write ``report.html`` and its PNGs there."""
+
+    @abstractmethod
+    def predict(self, inputs: Sequence[Any], out_dir: str | Path | None = None,
+                explain: bool = False) -> list[dict[str, Any]]:
+        """Predict for ``inputs`` (paths or arrays) through the ONNX runtime; one JSON-able dict each."""
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """Construct the (unfitted) torch model from ``self.config`` and ``self.state``."""
+
+    @abstractmethod
+    def onnx_signature(self) -> OnnxSignature:
+        """Example inputs and names for exporting ``self.export_module()``."""
+
+    def export_module(self) -> nn.Module:
+        """The module that becomes ``model.onnx``: by default the torch model itself."""
+        return self.require_model()
+
+    # ----------------------------------------------------------------- shared machinery
+    def require_model(self) -> nn.Module:
+        if self.torch_model is None:
+            raise ConfigError(f"the {self.name} model is not fitted yet; call fit() or Task.load() first")
+        return self.torch_model
+
+    def export(self) -> bytes:
+        """Export the fitted model to ONNX (kept in memory; ``save`` writes it) and reset the runtime."""
+        sig = self.onnx_signature()
+        module = self.export_module().eval()
+        self._onnx_bytes = export_onnx(module, sig.example_inputs, sig.input_names, sig.output_names)
+        self._runtime = None
+        self._parallel = None
+        return self._onnx_bytes
+
+    @property
+    def runtime(self) -> OnnxModel:
+        """The ONNX Runtime session every evaluation and prediction goes through."""
+        if self._runtime is None:
+            if self._onnx_bytes is None:
+                if self.torch_model is None:
+                    raise ConfigError(f"the {self.name} model is not fitted yet; call fit() or Task.load() first")
+                self.export()
+            self._runtime = OnnxModel(self._onnx_bytes, device=self.training.device)
+        return self._runtime
+
+    @property
+    def parallel_runtime(self) -> ParallelRunner:
+        """The same graph run over many items side by side (throughput; see :class:`ParallelRunner`)."""
+        if self._parallel is None:
+            runtime = self.runtime  # exports if needed
+            self._parallel = ParallelRunner(self._onnx_bytes, device=self.training.device, batch_model=runtime)
+        return self._parallel
+
+    def manifest(self) -> dict[str, Any]:
+        """What goes into manifest.json besides files and versions."""
+        return {
+            "task": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "state": self.state,
+            "metrics": self.metrics,
+            "data_fingerprint": self.data_fingerprint,
+        }
+
+    def extra_files(self) -> dict[str, bytes]:
+        """Additional files to store in the artifact (hashed like the rest)."""
+        return {}
+
+    def save(self, out_dir: str | Path) -> Artifact:
+        """Write the model directory (manifest.json, weights.safetensors, model.onnx)."""
+        model = self.require_model()
+        if self._onnx_bytes is None:
+            self.export()
+        assert self._onnx_bytes is not None
+        self._artifact = write_artifact(out_dir, self.manifest(), model.state_dict(), self._onnx_bytes,
+                                        self.extra_files())
+        return self._artifact
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> "Task":
+        """Open a saved model directory (verified) as a ready-to-use task."""
+        artifact = read_artifact(path)
+        if artifact.task != cls.name:
+            raise ArtifactError(f"{path} holds a {artifact.task!r} model, not {cls.name!r}")
+        task = cls(cls.saved_config(artifact.manifest["config"]))
+        task.training.device = device
+        task.state = artifact.manifest.get("state", {})
+        task.metrics = artifact.manifest.get("metrics", {})
+        task.data_fingerprint = artifact.manifest.get("data_fingerprint")
+        task._artifact = artifact
+        task.load_extra_files(artifact)
+        model = task.build_model()
+        try:
+            model.load_state_dict(artifact.state_dict())
+        except RuntimeError as exc:
+            raise ArtifactError(f"weights in {path} do not fit the {cls.name} model: {exc}") from exc
+        task.torch_model = model.eval()
+        task._onnx_bytes = artifact.onnx_bytes()
+        return task
+
+    @classmethod
+    def saved_config(cls, stored: dict[str, Any]) -> dict[str, Any]:
+        """A saved model's config, with :attr:`predates` filling fields added after it was written."""
+        return {**cls.predates, **stored}
+
+    def load_extra_files(self, artifact: Artifact) -> None:
+        """Read task-specific files written by :meth:`extra_files` (default: none)."""
+
+    def info(self) -> dict[str, Any]:
+        """A short description for `shopfloor info`."""
+        return {"task": self.name, "config": self.config.model_dump(mode="json"), "metrics": self.metrics}
+
+
+def batched(n: int, batch_size: int):
+    """Yield slices covering range(n) in batches."""
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy/torch scalars and arrays inside ``obj`` to plain Python for json."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,1 +1,0 @@
-"""Readers, validation, preprocessing, augmentation and synthetic generators."""

@@ -1,0 +1,12 @@
+"""Defect inspection from product images.
+
+Shared by the inspection tasks: ``images`` (the one decode/resize path, class-folder scanning), ``layouts``
+(MVTec AD and plain good/defective folders), ``augment`` (Keras-style knobs on kornia), ``backbones``
+(EfficientNet-Lite, offline weights), ``synthetic`` (seeded surface images for demos and tests).
+
+Tasks, one sub-package each with its task, pure models, metrics and report:
+- ``classification/``: ``defect-classification`` (:class:`DefectClassification`);
+- ``anomaly/``: ``anomaly-detection`` trained on good parts only, with localisation (:class:`AnomalyDetection`).
+
+May import ``shopfloor.core``; never another application package.
+"""

@@ -1,0 +1,483 @@
+"""Anomaly detection and defect localisation trained on good parts only.
+
+Data: the MVTec AD layout or a plain folder of good images (see :mod:`shopfloor.inspection.layouts`).
+Models: PatchCore-style (default) or PaDiM-style on pretrained EfficientNet-Lite features, both
+pure modules whose fitted state (memory bank / Gaussians, thresholds, scales) lives in buffers.
+The exported ONNX graph takes 0..255 RGB images and returns the normalised image score (0.5 = the
+decision threshold) and the normalised, upsampled, smoothed anomaly map; evaluate and predict run
+that graph through ONNX Runtime.
+
+Fitting streams the good images in batches; the PatchCore feature store is capped by
+``feature_memory_mb`` (patches are subsampled per image beyond it) and the greedy coreset works on
+a random projection in chunks. Thresholds are chosen on held-out good images (``quantile`` rule:
+the ``1 - false_alarm_rate`` quantile of their scores) or, when defective validation images exist,
+F1-optimally (``f1`` rule); the rule used is recorded in the artifact.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator, model_validator
+from torch import nn
+from tqdm.auto import tqdm
+
+from shopfloor.core.artifact import fingerprint_arrays, fingerprint_files
+from shopfloor.core.config import StrictModel, TrainingConfig
+from shopfloor.core.errors import ConfigError, DataError
+from shopfloor.core.task import OnnxSignature, Task, batched
+from shopfloor.core.training import seed_everything
+
+from ..backbones import WEIGHT_PACKAGES
+from ..images import (
+    ImageSource,
+    ImageSpec,
+    array_to_model_frame,
+    expand_image_inputs,
+    open_image,
+    read_image_source,
+    read_images,
+    to_model_input,
+)
+from ..layouts import AnomalyData, AnomalySample, content_box, has_masks, read_anomaly_data, read_masks
+from .coreset import greedy_coreset
+from .metrics import f1_optimal_threshold, false_alarm_threshold, image_metrics, pixel_metrics
+from .padim import Padim
+from .patchcore import PatchCore
+
+log = logging.getLogger(__name__)
+
+Extractor = Callable[[torch.Tensor], torch.Tensor]
+
+
+class AnomalyDetectionConfig(StrictModel):
+    """Settings of the anomaly-detection task."""
+
+    model: Literal["patchcore", "padim"] = "patchcore"
+    backbone: Literal[tuple(WEIGHT_PACKAGES)] = "efficientnet-lite0"  # type: ignore[valid-type]
+    pretrained: bool = True
+    image_size: int | list[int] = Field(256, description="square size, or [height, width]; multiples of 32")
+    keep_aspect: bool = Field(False, description="letterbox images instead of stretching them (elongated parts)")
+    feature_blocks: list[int] = Field([4, 10], description="backbone blocks whose outputs form the patch features")
+    coreset_ratio: float = Field(0.1, gt=0, le=1, description="share of training patches kept in the memory bank")
+    max_bank_size: int = Field(1536, ge=1, description="upper bound of the memory bank (inference cost grows with it)")
+    coreset_projection_dim: int = Field(32, ge=4, description="random-projection size used by coreset selection")
+    feature_memory_mb: int = Field(1024, ge=8, description="cap on the patch features held for coreset selection")
+    smoothing_sigma: float = Field(4.0, ge=0, description="Gaussian smoothing of the anomaly map, in pixels")
+    padim_regularization: float = Field(0.01, gt=0, description="added to each PaDiM covariance diagonal")
+    threshold_rule: Literal["auto", "quantile", "f1"] = Field(
+        "auto", description="auto: f1 when defective validation images exist, else quantile on held-out good images")
+    false_alarm_rate: float = Field(0.01, ge=0, lt=1, description="target share of good images flagged (quantile rule)")
+    training: TrainingConfig = TrainingConfig(epochs=1, batch_size=16, val_fraction=0.2)
+
+    @field_validator("image_size")
+    @classmethod
+    def _size(cls, value: int | list[int]) -> int | list[int]:
+        sizes = [value] if isinstance(value, int) else list(value)
+        if len(sizes) not in (1, 2) or any(s < 32 or s % 32 for s in sizes):
+            raise ValueError("image_size must be one size or [height, width], each a multiple of 32 (>= 32)")
+        return value
+
+    @model_validator(mode="after")
+    def _smoothing_fits(self) -> "AnomalyDetectionConfig":
+        if math.ceil(4 * self.smoothing_sigma) >= min(self.height_width):
+            raise ValueError(f"smoothing_sigma {self.smoothing_sigma} is too large for images of {self.height_width}")
+        return self
+
+    @property
+    def height_width(self) -> tuple[int, int]:
+        if isinstance(self.image_size, int):
+            return self.image_size, self.image_size
+        return (self.image_size[0], self.image_size[0]) if len(self.image_size) == 1 else tuple(self.image_size)
+
+
+class AnomalyEvaluateOptions(StrictModel):
+    """Options of `shopfloor evaluate` for anomaly detection."""
+
+    aupro_max_fpr: float = Field(0.3, gt=0, le=1, description="integrate the PRO curve up to this false-positive rate")
+    examples: int = Field(4, ge=0, le=20, description="best and worst examples shown in the report")
+
+
+class AnomalyDetection(Task):
+    """Anomaly detection + localisation from good images only (see module docstring)."""
+
+    name = "anomaly-detection"
+    Config = AnomalyDetectionConfig
+    EvaluateOptions = AnomalyEvaluateOptions
+
+    # ----------------------------------------------------------------- model
+    @property
+    def image_spec(self) -> ImageSpec:
+        if "image_spec" in self.state:
+            return ImageSpec(**self.state["image_spec"])
+        h, w = self.config.height_width
+        return ImageSpec(height=h, width=w, keep_aspect=self.config.keep_aspect)
+
+    def build_model(self, pretrained: bool = False) -> nn.Module:
+        cfg = self.config
+        size = self.config.height_width
+        blocks = tuple(cfg.feature_blocks)
+        if cfg.model == "padim":
+            return Padim(cfg.backbone, size, blocks, cfg.smoothing_sigma, pretrained=pretrained)
+        return PatchCore(cfg.backbone, size, blocks, bank_size=self.state.get("bank_size", 1),
+                         sigma=cfg.smoothing_sigma, pretrained=pretrained)
+
+    def onnx_signature(self) -> OnnxSignature:
+        spec = self.image_spec
+        return OnnxSignature(example_inputs=(torch.rand(2, 3, spec.height, spec.width) * 255,),
+                             input_names=["images"], output_names=["score", "anomaly_map"])
+
+    # ----------------------------------------------------------------- fitting
+    def _good_images(self, data: Any) -> tuple[AnomalyData | None, list[Path] | np.ndarray]:
+        if isinstance(data, AnomalyData):
+            return data, data.train
+        if isinstance(data, np.ndarray):
+            if data.ndim not in (3, 4) or data.dtype != np.uint8:
+                raise DataError(f"in-memory training images must be uint8 NxHxW or NxHxWx3; got {data.dtype} "
+                                f"{data.shape}")
+            return None, data
+        found = read_anomaly_data(data, need="train")
+        return found, found.train
+
+    def _load_batch(self, source: list[Path] | np.ndarray, sl: slice) -> torch.Tensor:
+        spec = self.image_spec
+        if isinstance(source, np.ndarray):
+            arrays = np.stack([array_to_model_frame(a, spec) for a in source[sl]])
+        else:
+            arrays = read_images(source[sl], spec)
+        return torch.from_numpy(to_model_input(arrays))
+
+    def _batches(self, source: list[Path] | np.ndarray, desc: str):
+        n = len(source)
+        for sl in tqdm(list(batched(n, self.training.batch_size)), desc=desc, leave=False,
+                       disable=not self.training.progress):
+            yield self._load_batch(source, sl)
+
+    def fit(self, data: str | Path | AnomalyData | np.ndarray, out_dir: str | Path | None = None) -> "AnomalyDetection":
+        cfg = self.config
+        seed_everything(cfg.training.seed)
+        start = time.perf_counter()
+        dataset, good = self._good_images(data)
+        n = len(good)
+        if n < 3:
+            raise DataError(f"anomaly detection needs at least 3 good training images (found {n}): some are held "
+                            "out to set the threshold")
+        h, w = cfg.height_width
+        self.state = {
+            "model": cfg.model,
+            "image_spec": ImageSpec(height=h, width=w, keep_aspect=cfg.keep_aspect).model_dump(),
+            "input": {"name": "images", "layout": "NCHW", "dtype": "float32", "range": "0..255", "color": "RGB"},
+            "outputs": {"score": "[N] normalised image score, >= 0.5 means anomalous",
+                        "anomaly_map": "[N, H, W] normalised anomaly map, >= 0.5 means anomalous pixel"},
+        }
+        rng = np.random.default_rng(cfg.training.seed)
+        order = rng.permutation(n)
+        n_held = min(max(1, int(round(cfg.training.val_fraction * n))), n - 2)
+        held_idx, bank_idx = np.sort(order[:n_held]), np.sort(order[n_held:])
+        pick = (lambda idx: good[idx]) if isinstance(good, np.ndarray) else (lambda idx: [good[i] for i in idx])
+        bank_source, held_source = pick(bank_idx), pick(held_idx)
+
+        model = self.build_model(pretrained=cfg.pretrained).eval()
+        extract = self._feature_extractor(model)
+        with torch.no_grad():
+            if isinstance(model, PatchCore):
+                self._fit_patchcore(model, bank_source, extract)
+            else:
+                self._fit_padim(model, bank_source, extract)
+            self._calibrate(model, held_source, dataset.validation if dataset else [], extract)
+        self.torch_model = model
+        if isinstance(good, np.ndarray):
+            self.data_fingerprint = fingerprint_arrays(good)
+        else:
+            self.data_fingerprint = fingerprint_files(good, dataset.root if dataset else None)
+        self.export()
+        self.metrics = {
+            "n_train": int(len(bank_idx)), "n_heldout_good": int(len(held_idx)),
+            "n_validation_defective": int(sum(s.label for s in (dataset.validation if dataset else []))),
+            "threshold_rule": self.state["threshold_rule"],
+            "heldout_good_flagged": self.state["calibration"]["heldout_good_flagged"],
+            "fit_seconds": round(time.perf_counter() - start, 2),
+        }
+        if out_dir is not None:
+            self.save(out_dir)
+        return self
+
+    def _feature_extractor(self, model: nn.Module) -> Extractor:
+        """The backbone part exported and run in ONNX Runtime (several times faster than eager torch on CPU;
+        it matches torch to ~1e-5): batch ``[B, 3, H, W]`` -> features ``[B, C, h, w]``."""
+        from shopfloor.core.runtime import OnnxModel, export_onnx
+
+        spec = self.image_spec
+        onnx = export_onnx(model.extractor, (torch.zeros(1, 3, spec.height, spec.width),), ["images"], ["features"])
+        session = OnnxModel(onnx, device=self.training.device)
+        return lambda batch: torch.from_numpy(session.run(images=batch.numpy())["features"])
+
+    def _fit_patchcore(self, model: PatchCore, source: list[Path] | np.ndarray, extract: Extractor) -> None:
+        cfg = self.config
+        gh, gw = model.extractor.grid
+        per_image = gh * gw
+        c = model.feature_dim
+        bytes_per_row = 4 * (c + min(cfg.coreset_projection_dim, c) + 2)
+        cap_rows = max(1, cfg.feature_memory_mb * 2 ** 20 // bytes_per_row)
+        keep = min(per_image, max(1, cap_rows // len(source)))
+        store = torch.empty(len(source) * keep, c)
+        gen = torch.Generator().manual_seed(cfg.training.seed)
+        row = 0
+        for batch in self._batches(source, "extracting features"):
+            feats = extract(batch)
+            rows = feats.permute(0, 2, 3, 1).reshape(feats.shape[0], per_image, c)
+            if keep < per_image:
+                idx = torch.stack([torch.randperm(per_image, generator=gen)[:keep] for _ in range(len(rows))])
+                rows = torch.gather(rows, 1, idx.unsqueeze(-1).expand(-1, -1, c))
+            rows = rows.reshape(-1, c)
+            store[row:row + len(rows)] = rows
+            row += len(rows)
+        size = min(max(1, int(round(cfg.coreset_ratio * len(store)))), cfg.max_bank_size)
+        chosen = greedy_coreset(store, size, cfg.coreset_projection_dim, seed=cfg.training.seed,
+                                progress=self.training.progress)
+        model.set_memory_bank(store[chosen].clone())
+        del store
+        self.state.update(bank_size=int(size), patches_per_image=int(keep), patch_grid=[gh, gw],
+                          patches_subsampled=bool(keep < per_image))
+        if keep < per_image:
+            log.warning("feature_memory_mb=%d caps the feature store: %d of %d patches kept per image",
+                        cfg.feature_memory_mb, keep, per_image)
+
+    def _fit_padim(self, model: Padim, source: list[Path] | np.ndarray, extract: Extractor) -> None:
+        acc = model.accumulator()
+        for batch in self._batches(source, "extracting features"):
+            acc.update(extract(batch))
+        mean, inv_cov = acc.finalize(self.config.padim_regularization)
+        model.set_gaussians(mean, inv_cov)
+        self.state.update(patch_grid=list(model.extractor.grid))
+
+    def _raw_scores(self, model: nn.Module, source: list[Path] | np.ndarray, extract: Extractor,
+                    desc: str) -> tuple[np.ndarray, np.ndarray]:
+        scores, maps = [], []
+        for batch in self._batches(source, desc):
+            s, m = model.head.raw(model.feature_scores(extract(batch)))
+            scores.append(s.numpy())
+            maps.append(m.numpy())
+        return np.concatenate(scores), np.concatenate(maps)
+
+    def _calibrate(self, model: nn.Module, held_good: list[Path] | np.ndarray,
+                   validation: list[AnomalySample], extract: Extractor) -> None:
+        """Set image and pixel thresholds and scales from held-out good (and validation) images."""
+        cfg = self.config
+        good_scores, good_maps = self._raw_scores(model, held_good, extract, "scoring held-out good images")
+        val_scores = np.zeros(0)
+        val_labels = np.zeros(0, dtype=int)
+        val_maps = None
+        if validation:
+            val_scores, val_maps = self._raw_scores(model, [s.path for s in validation], extract,
+                                                    "scoring validation images")
+            val_labels = np.array([s.label for s in validation])
+        has_defects = bool(val_labels.sum())
+        rule = cfg.threshold_rule
+        if rule == "auto":
+            rule = "f1" if has_defects else "quantile"
+        if rule == "f1" and not has_defects:
+            raise ConfigError("threshold_rule 'f1' needs defective validation images (plain layout: a defect/ folder; "
+                              "MVTec layout: validation/<type>/); use 'quantile' for good images only")
+        if rule == "f1":
+            labels = np.concatenate([np.zeros(len(good_scores), int), val_labels])
+            image_threshold = f1_optimal_threshold(labels, np.concatenate([good_scores, val_scores]))
+            method = "maximum F1 on held-out good + validation images"
+        else:
+            image_threshold, method = false_alarm_threshold(good_scores, cfg.false_alarm_rate)
+        pixel_rule = "image threshold (an image is flagged exactly when a pixel is)"
+        pixel_threshold = image_threshold
+        if rule == "f1" and has_masks(validation):
+            masks = read_masks(validation, self.image_spec)
+            truth = np.concatenate([np.zeros(good_maps.size, bool), masks.ravel()])
+            values = np.concatenate([good_maps.ravel(), val_maps.ravel()])
+            sample = np.random.default_rng(0).permutation(values.size)[:2_000_000]
+            pixel_threshold = f1_optimal_threshold(truth[sample], values[sample])
+            pixel_rule = "f1 on validation masks"
+        image_scale = _scale(image_threshold, np.median(good_scores))
+        pixel_scale = _scale(pixel_threshold, np.median(good_maps))
+        model.head.set_calibration(image_threshold, image_scale, pixel_threshold, pixel_scale)
+        self.state["threshold_rule"] = rule
+        self.state["calibration"] = {
+            "image_threshold_raw": float(image_threshold), "image_scale": float(image_scale),
+            "pixel_threshold_raw": float(pixel_threshold), "pixel_scale": float(pixel_scale),
+            "image_rule": method, "pixel_rule": pixel_rule,
+            "false_alarm_rate_target": cfg.false_alarm_rate if rule == "quantile" else None,
+            "n_heldout_good": int(len(good_scores)), "n_validation": int(len(val_labels)),
+            "heldout_good_flagged": float((good_scores >= image_threshold).mean()),
+            "normalisation": "sigmoid((raw - threshold) / scale): 0.5 is the threshold",
+        }
+
+    # ----------------------------------------------------------------- inference
+    def score_images(self, items: Sequence[ImageSource], desc: str = "scoring",
+                     batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised scores ``[N]`` and maps ``[N, H, W]`` of image files or arrays, through ONNX Runtime.
+
+        Decoding and scoring run side by side on every core (:class:`shopfloor.core.runtime.ParallelRunner`);
+        the results equal one batched run of the same graph.
+        """
+        spec = self.image_spec
+        items = list(items)
+        if not items:
+            return np.zeros(0, np.float32), np.zeros((0, spec.height, spec.width), np.float32)
+
+        def prepare(job: Sequence[ImageSource]) -> dict[str, np.ndarray]:
+            return {"images": to_model_input(np.stack([read_image_source(x, spec) for x in job]))}
+
+        batch_size = batch_size or self.training.batch_size
+        # PaDiM reads its per-position inverse covariances (~100 MB at 256 px) on every run: several images
+        # per run amortise that; PatchCore is fastest one image per run (cache-sized activations)
+        per_run = batch_size if self.config.model == "padim" else 1
+        scores, maps = [], []
+        with tqdm(total=len(items), desc=desc, leave=False, disable=not self.training.progress) as bar:
+            for out in self.parallel_runtime.map(prepare, items, batch_size, bar.update, per_run=per_run):
+                scores.append(out["score"])
+                maps.append(out["anomaly_map"])
+        return np.concatenate(scores), np.concatenate(maps)
+
+    def _valid_region(self, paths: Sequence[Path]) -> np.ndarray | None:
+        """Pixels of the model frame that show the image (None when nothing is letterboxed)."""
+        spec = self.image_spec
+        if not spec.keep_aspect:
+            return None
+        from ..layouts import image_size
+
+        valid = np.zeros((len(paths), spec.height, spec.width), dtype=bool)
+        for i, p in enumerate(paths):
+            left, top, right, bottom = content_box(image_size(p), spec)
+            valid[i, top:bottom, left:right] = True
+        return valid
+
+    def evaluate(self, data: str | Path | AnomalyData, report_dir: str | Path | None = None,
+                 **options: Any) -> dict[str, Any]:
+        opts = self.EvaluateOptions(**options)
+        dataset = data if isinstance(data, AnomalyData) else read_anomaly_data(data, need="test")
+        samples = dataset.test
+        paths = [s.path for s in samples]
+        labels = np.array([s.label for s in samples])
+        types = np.array([s.defect_type for s in samples])
+        scores, maps = self.score_images(paths, "scoring test images")
+        masks = read_masks(samples, self.image_spec) if has_masks(samples) else None
+        valid = self._valid_region(paths)
+        result: dict[str, Any] = image_metrics(labels, scores)
+        result.update(pixel_auroc=None, aupro=None, pixel_f1=None)
+        if masks is not None:
+            result.update(pixel_metrics(maps, masks, valid, max_fpr=opts.aupro_max_fpr))
+        result.update(n_test=int(len(samples)), n_good=int((labels == 0).sum()),
+                      n_defective=int(labels.sum()), threshold_rule=self.state.get("threshold_rule"),
+                      pixel_metrics_note=None if masks is not None else "no masks: pixel metrics skipped")
+        result["per_type"] = self._per_type(labels, types, scores, maps, masks, valid, opts.aupro_max_fpr, result)
+        if report_dir is not None:
+            from .report import write_anomaly_report
+
+            result["report"] = str(write_anomaly_report(Path(report_dir), self.config.model, self.image_spec, samples,
+                                                        scores, maps, masks, valid, result,
+                                                        aupro_max_fpr=opts.aupro_max_fpr, examples=opts.examples))
+        return result
+
+    @staticmethod
+    def _per_type(labels, types, scores, maps, masks, valid, max_fpr, overall) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        good = labels == 0
+        for kind in sorted(set(types[labels == 1])):
+            sel = good | (types == kind)
+            entry: dict[str, Any] = {"n": int((types == kind).sum()),
+                                     "detected": float((scores[types == kind] >= 0.5).mean())}
+            entry.update({k: v for k, v in image_metrics(labels[sel], scores[sel]).items()
+                          if k in ("image_auroc", "image_ap", "image_f1")})
+            if masks is not None and sel.all():  # a single defect type: the overall figures already are its own
+                entry.update(pixel_auroc=overall["pixel_auroc"], aupro=overall["aupro"])
+            elif masks is not None:
+                pm = pixel_metrics(maps[sel], masks[sel], None if valid is None else valid[sel], max_fpr=max_fpr)
+                entry.update(pixel_auroc=pm["pixel_auroc"], aupro=pm["aupro"])
+            out[str(kind)] = entry
+        return out
+
+    def predict(self, inputs: Sequence[ImageSource] | ImageSource, out_dir: str | Path | None = None,
+                explain: bool = False) -> list[dict[str, Any]]:
+        """Score, label and anomalous-area share per image; with ``out_dir`` (or ``explain``, which then
+        writes to ./anomaly_maps) also a mask PNG and a heatmap overlay PNG at the image's own size."""
+        items = expand_image_inputs(inputs)
+        spec = self.image_spec
+        results: list[dict[str, Any]] = []
+        out = Path(out_dir) if out_dir is not None else (Path("anomaly_maps") if explain else None)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        used: set[str] = set()
+        for sl in batched(len(items), self.training.batch_size):
+            chunk = items[sl]
+            scores, maps = self.score_images(chunk, "predicting")
+            for k, (item, score, amap) in enumerate(zip(chunk, scores, maps)):
+                index = sl.start + k
+                original = _original_rgb(item)
+                box = content_box((original.shape[1], original.shape[0]), spec)
+                full_map = _to_original_size(amap, box, original.shape[:2])
+                mask = full_map >= 0.5
+                entry = {"input": str(item) if not isinstance(item, np.ndarray) else f"array[{index}]",
+                         "score": float(score), "label": "anomalous" if score >= 0.5 else "good",
+                         "is_anomalous": bool(score >= 0.5), "anomalous_area": float(mask.mean())}
+                if out is not None:
+                    stem = Path(item).stem if not isinstance(item, np.ndarray) else f"array_{index:04d}"
+                    if stem in used and not isinstance(item, np.ndarray):
+                        stem = f"{Path(item).parent.name}_{stem}"
+                    stem = stem if stem not in used else f"{stem}_{index:04d}"
+                    used.add(stem)
+                    entry["mask"] = str(_save_png((mask * 255).astype(np.uint8), out / f"{stem}_mask.png"))
+                    from shopfloor.core.report import heatmap_overlay
+
+                    entry["heatmap"] = str(_save_png(heatmap_overlay(original, full_map), out / f"{stem}_heatmap.png"))
+                results.append(entry)
+        return results
+
+    # ----------------------------------------------------------------- demo
+    @classmethod
+    def demo(cls, out_dir: Path) -> dict[str, Any]:
+        """Synthetic brushed-metal surfaces: fit on good ones, evaluate on scratches/spots/cracks, predict."""
+        from ..synthetic import make_anomaly_dataset
+
+        out_dir = Path(out_dir)
+        root = make_anomaly_dataset(out_dir / "data", n_train=40, n_test_good=10, n_test_per_defect=8, size=128,
+                                    seed=0)
+        task = cls(image_size=128, training={"batch_size": 16})
+        task.fit(root, out_dir=out_dir / "model")
+        metrics = task.evaluate(root, report_dir=out_dir / "report")
+        examples = [root / "test" / "good" / "000.png", root / "test" / "scratch" / "000.png",
+                    root / "test" / "spot" / "000.png"]
+        predictions = task.predict(examples, out_dir=out_dir / "predictions")
+        return {"task": cls.name, "image_auroc": metrics["image_auroc"], "pixel_auroc": metrics["pixel_auroc"],
+                "aupro": metrics["aupro"], "image_f1": metrics["image_f1"], "n_test": metrics["n_test"],
+                "model": str(out_dir / "model"), "report": metrics["report"], "predictions": predictions}
+
+
+def _scale(threshold: float, typical_good: float) -> float:
+    """Sigmoid scale: the gap between the threshold and a typical good value (floored at 5 % of the threshold)."""
+    return float(max(threshold - typical_good, 0.05 * abs(threshold), 1e-6))
+
+
+def _original_rgb(item: ImageSource) -> np.ndarray:
+    if isinstance(item, np.ndarray):
+        arr = item.squeeze(-1) if item.ndim == 3 and item.shape[2] == 1 else item
+        return np.stack([arr] * 3, axis=-1) if arr.ndim == 2 else arr
+    return np.asarray(open_image(item).convert("RGB"))
+
+
+def _to_original_size(amap: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
+    """Crop the letterboxed content of a model-frame map and resize it to the original (H, W)."""
+    from PIL import Image
+
+    left, top, right, bottom = box
+    crop = np.ascontiguousarray(amap[top:bottom, left:right], dtype=np.float32)
+    return np.asarray(Image.fromarray(crop, mode="F").resize((shape[1], shape[0]), Image.BILINEAR))
+
+
+def _save_png(array: np.ndarray, path: Path) -> Path:
+    from PIL import Image
+
+    Image.fromarray(array).save(path)
+    return path

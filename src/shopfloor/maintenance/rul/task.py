@@ -1,0 +1,591 @@
+"""Remaining useful life (RUL) from multi-unit sensor histories.
+
+Data: a NASA C-MAPSS folder (``--subset FD001``) or a long-format CSV/Parquet table (one row per unit
+and cycle; see :mod:`shopfloor.maintenance.histories`). Training units run to failure.
+
+Pipeline: operating conditions are clustered from the settings and every sensor is standardised per
+condition (constant sensors dropped); sliding windows of ``window`` cycles are the input and the
+piecewise-linear RUL capped at ``rul_cap`` is the target; training and validation are split by unit
+(each member holds out its own block of units). A small deep ensemble of sequence models (``--model
+cnn1d|lstm|gru|transformer``) is trained; the prediction interval is split-conformal on the held-out
+units' errors (constant width, or scaled by the members' spread with ``--interval-width spread``). The
+exported ONNX graph takes raw readings ``(batch, window, features)`` and returns ``rul``, ``lower``,
+``upper`` and ``spread``: normalisation, ensemble averaging and the interval all live inside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+
+from shopfloor.core.artifact import fingerprint_arrays
+from shopfloor.core.config import StrictModel, TrainingConfig
+from shopfloor.core.errors import DataError
+from shopfloor.core.task import OnnxSignature, Task, batched, to_jsonable
+from shopfloor.core.training import SupervisedModule, fit_supervised, seed_everything
+
+from ..histories import TIME, UNIT, HistorySpec, SensorHistories, load_histories, plain
+from ..sequence import SEQUENCE_MODELS, build_sequence_model
+from ..windows import (
+    DEFAULT_RUL_CAP,
+    ConditionNormalizer,
+    Windows,
+    fit_condition_normalizer,
+    make_windows,
+    piecewise_rul,
+    split_units,
+)
+from .metrics import interval_coverage, rul_metrics
+
+OUTPUTS = ["rul", "lower", "upper", "spread"]
+
+
+class RULTrainingConfig(TrainingConfig):
+    """Training defaults that suit RUL windows (thousands of small windows, short epochs)."""
+
+    epochs: int = Field(20, ge=1, description="maximum number of epochs per ensemble member")
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    patience: int = Field(8, ge=1, description="early-stopping patience in epochs on the validation loss")
+
+
+class RULConfig(StrictModel):
+    """Settings of the remaining-useful-life task."""
+
+    data: HistorySpec = HistorySpec()
+    window: int = Field(30, ge=2, description="cycles per input window")
+    stride: int = Field(1, ge=1, description="step between training windows")
+    rul_cap: float = Field(DEFAULT_RUL_CAP, gt=0, description="piecewise-linear target: RUL capped at this value")
+    operating_conditions: int | Literal["auto"] = Field(
+        "auto", description="operating conditions to cluster the settings into ('auto' finds them; 1 = none)")
+    short_units: Literal["error", "pad", "skip"] = Field(
+        "error", description="units shorter than the window: error, pad (repeat the first reading) or skip")
+    baseline_cycles: int = Field(
+        20, ge=0, description="compare each window with the mean of the unit's first N readings (its own healthy "
+        "reference; removes unit-to-unit offsets); needs each unit's history from its start at predict time; 0 = off")
+    age_feature: bool = Field(
+        True, description="feed the time column (cycles since the unit's history began) to the model as an input; "
+        "needs real cycle counts at predict time")
+    model: Literal[tuple(SEQUENCE_MODELS)] = Field("cnn1d", description="sequence model")  # type: ignore[valid-type]
+    model_options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the model class")
+    input_noise: float = Field(0.2, ge=0, description="std of Gaussian noise added to normalised inputs in training")
+    epoch_windows: int = Field(16384, ge=0, description="training windows drawn at random per epoch (0 = all)")
+    ensemble: int = Field(3, ge=1, description="ensemble members (different seeds); their spread gives the interval")
+    member_validation: Literal["shared", "rotating"] = Field(
+        "rotating", description="rotating: member k early-stops on its own block of held-out units, so each unit "
+        "trains most members and the interval is calibrated on estimates by a member that never trained on the "
+        "unit; shared: all members use the same validation units, where the whole ensemble is calibrated")
+    recent_windows: int = Field(
+        10, ge=1, description="a unit's estimate averages the lag-corrected estimates of the windows ending at its "
+        "last N cycles (1 = the last window alone)")
+    interval_level: float = Field(0.9, gt=0, lt=1, description="nominal coverage of the prediction interval")
+    interval_width: Literal["spread", "constant"] = Field(
+        "constant", description="spread: half-width grows with the members' spread (normalised conformal); constant: "
+        "the conformal quantile of the held-out absolute errors, the same for every unit")
+    explain_units: int = Field(6, ge=0, description="test units whose trajectories and attributions the report shows")
+    training: RULTrainingConfig = RULTrainingConfig()
+
+
+class EvaluateOptions(StrictModel):
+    """Options of ``shopfloor evaluate`` for RUL models."""
+
+    trajectories: bool = Field(True, description="with --report, plot per-unit RUL trajectories over all windows")
+
+
+# ----------------------------------------------------------------------------- modules
+class WindowFeatures(nn.Module):
+    """Raw input (batch, k + window, features) -> model input (batch, channels, window).
+
+    Sensors are standardised per operating condition. With ``baseline_rows`` = k > 0 the first k rows
+    are the unit's own first readings (see :func:`make_windows`): each sensor's deviation from their
+    mean is appended as a second set of channels, which removes the unit-to-unit offsets (manufacturing
+    variation, initial wear) that otherwise look like degradation.
+    """
+
+    def __init__(self, normalizer: ConditionNormalizer, baseline_rows: int = 0):
+        super().__init__()
+        self.normalizer = normalizer
+        self.baseline_rows = baseline_rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.normalizer(x)
+        k = self.baseline_rows
+        if k:
+            reference = z[:, :k].mean(dim=1, keepdim=True)
+            z = z[:, k:]
+            z = torch.cat([z, z - reference], dim=2)
+        return z.transpose(1, 2)
+
+
+class WindowRegressor(nn.Module):
+    """Raw input -> :class:`WindowFeatures` -> one sequence model -> RUL (batch,).
+
+    The model predicts RUL in units of ``rul_scale`` (the cap), so its outputs start near the right range;
+    this is the training wrapper of one ensemble member. ``input_noise``: std of Gaussian noise added to
+    the normalised inputs in training mode only (augmentation against over-fitting to sensor noise).
+    """
+
+    def __init__(self, features: WindowFeatures, model: nn.Module, rul_scale: float, input_noise: float = 0.0):
+        super().__init__()
+        self.features = features
+        self.model = model
+        self.input_noise = input_noise
+        self.register_buffer("rul_scale", torch.tensor(float(rul_scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.features(x)
+        if self.training and self.input_noise > 0:
+            z = z + self.input_noise * torch.randn_like(z)
+        return self.model(z).reshape(-1) * self.rul_scale
+
+
+class RULEnsemble(nn.Module):
+    """The exported RUL model: raw input (batch, k + window, features) -> (rul, lower, upper, spread).
+
+    ``rul`` is the members' mean, clipped at 0; ``spread`` their standard deviation; the interval is
+    ``rul +- interval_scale * (spread_weight * spread + interval_offset)``, scale and offset fitted on
+    held-out units; ``spread_weight`` 0 gives every unit the same width (a configuration constant).
+    """
+
+    def __init__(self, features: WindowFeatures, members: Sequence[nn.Module], rul_scale: float,
+                 spread_weight: float = 1.0):
+        super().__init__()
+        self.spread_weight = float(spread_weight)
+        self.features = features
+        self.members = nn.ModuleList(members)
+        self.register_buffer("rul_scale", torch.tensor(float(rul_scale)))
+        self.register_buffer("interval_scale", torch.tensor(1.645))
+        self.register_buffer("interval_offset", torch.tensor(1.0))
+
+    def member_predictions(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.features(x)
+        return torch.stack([m(z).reshape(-1) for m in self.members], dim=1) * self.rul_scale
+
+    def mean_rul(self, x: torch.Tensor) -> torch.Tensor:
+        """The point prediction alone (what attributions explain)."""
+        return self.member_predictions(x).mean(dim=1)
+
+    def forward(self, x: torch.Tensor):
+        preds = self.member_predictions(x)
+        mean = preds.mean(dim=1)
+        spread = ((preds - mean.unsqueeze(1)) ** 2).mean(dim=1).sqrt()
+        half = self.interval_scale * (self.spread_weight * spread + self.interval_offset)
+        return torch.clamp(mean, min=0.0), torch.clamp(mean - half, min=0.0), mean + half, spread
+
+
+def calibrate_interval(y: np.ndarray, mean: np.ndarray, spread: np.ndarray, level: float) -> tuple[float, float]:
+    """Normalised split-conformal calibration: (scale, offset) such that ``|y - mean| <= scale * (spread +
+    offset)`` holds for a ``level`` share of the calibration windows (finite-sample corrected)."""
+    offset = max(float(np.median(spread)), 1e-3)
+    scores = np.abs(y - mean) / (spread + offset)
+    rank = min(math.ceil((len(scores) + 1) * level) / len(scores), 1.0)
+    return float(np.quantile(scores, rank, method="higher")), offset
+
+
+def combine_recent(unit: np.ndarray, end_time: np.ndarray, outputs: dict[str, np.ndarray],
+                   n: int) -> dict[str, np.ndarray]:
+    """The estimate at each window's end from the windows ending at that unit's last ``n`` steps.
+
+    A window ending ``lag`` steps earlier estimated the RUL at its end, so it says ``rul - lag`` about now;
+    ``rul``, ``lower`` and ``upper`` are averaged that way, ``spread`` plainly. Windows must be ordered by unit
+    and time (as :func:`make_windows` returns them). This is the one place the per-window outputs of the ONNX
+    graph are turned into a unit's estimate (evaluate, predict, report and interval calibration all use it).
+    """
+    t = pd.Series(np.asarray(end_time, dtype=np.float64))
+    groups = pd.Series(unit).to_numpy()
+
+    def rolling(values: np.ndarray) -> np.ndarray:
+        series = pd.Series(np.asarray(values, dtype=np.float64))
+        return series.groupby(groups, sort=False).transform(lambda s: s.rolling(n, min_periods=1).mean()).to_numpy()
+
+    combined = {key: rolling(outputs[key] + t.to_numpy()) - t.to_numpy() for key in ("rul", "lower", "upper")}
+    combined["rul"] = np.maximum(combined["rul"], 0.0)
+    combined["lower"] = np.maximum(combined["lower"], 0.0)
+    combined["spread"] = rolling(outputs["spread"])
+    return combined
+
+
+def history_starts(histories: SensorHistories) -> pd.Series:
+    """Each unit's first time value (where the rows given for it begin)."""
+    return histories.frame.groupby(UNIT, sort=False)[TIME].min()
+
+
+def last_per_unit(unit: np.ndarray) -> np.ndarray:
+    """Boolean mask of each unit's last window (windows ordered by unit and time)."""
+    unit = pd.Series(unit).to_numpy()
+    return np.r_[unit[1:] != unit[:-1], True]
+
+
+def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int,
+            per_epoch: int = 0) -> DataLoader:
+    """Whole-batch indexing of in-memory tensors (much faster than per-item collation); with ``shuffle``,
+    each epoch draws ``per_epoch`` windows at random without replacement (0 = all)."""
+    dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    n = min(len(dataset), per_epoch) if per_epoch else len(dataset)
+    sampler = RandomSampler(dataset, num_samples=n, generator=torch.Generator().manual_seed(seed)) if shuffle \
+        else SequentialSampler(dataset)
+    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
+
+
+# ----------------------------------------------------------------------------- the task
+class RemainingUsefulLife(Task):
+    """Remaining useful life from sensor histories (see module docstring)."""
+
+    name = "rul"
+    Config = RULConfig
+    EvaluateOptions = EvaluateOptions
+    predates = {"member_validation": "shared", "interval_width": "spread"}
+
+    # ----------------------------------------------------------------- model
+    @property
+    def features(self) -> list[str]:
+        """The model's input columns, in order (the time column appears as ``time`` with ``age_feature``)."""
+        return list(self.state["features"])
+
+    @property
+    def data_columns(self) -> list[str]:
+        """The columns an input table must provide besides unit and time."""
+        return [c for c in self.features if c != TIME]
+
+    def build_model(self) -> nn.Module:
+        s = self.state
+        normalizer = ConditionNormalizer(len(s["settings"]), len(s["sensors"]), s["n_conditions"])
+        features = WindowFeatures(normalizer, self.config.baseline_cycles)
+        return RULEnsemble(features, [self._build_member() for _ in range(self.config.ensemble)], self.config.rul_cap,
+                           self._spread_weight)
+
+    @property
+    def _spread_weight(self) -> float:
+        return 1.0 if self.config.interval_width == "spread" else 0.0
+
+    def _build_member(self) -> nn.Module:
+        channels = len(self.state["sensors"]) * (2 if self.config.baseline_cycles else 1)
+        return build_sequence_model(self.config.model, channels, 1, seq_len=self.config.window,
+                                    **self.config.model_options)
+
+    def onnx_signature(self) -> OnnxSignature:
+        example = torch.zeros(2, self.config.baseline_cycles + self.config.window, len(self.features))
+        return OnnxSignature(example_inputs=(example,), input_names=["window"], output_names=OUTPUTS)
+
+    def _read(self, data: Any, split: Literal["train", "test"]) -> SensorHistories:
+        expected = self.data_columns if self.state else None
+        histories = load_histories(data, self.config.data, split, expected_features=expected)
+        for note in histories.notes:
+            print(f"note: {note}")
+        return histories
+
+    def _windows(self, histories: SensorHistories, last_n: int | None = None, stride: int = 1,
+                 short_units: str | None = None) -> Windows:
+        return make_windows(histories, self.features, self.config.window, stride=stride, last_n=last_n,
+                            short_units=short_units or self.config.short_units,
+                            baseline_rows=self.config.baseline_cycles)
+
+    def check_history_starts(self, histories: SensorHistories) -> None:
+        """With ``baseline_cycles``, every unit must come with its history from the start (its first readings
+        are the reference its windows are compared with): a unit starting later than any training unit
+        did by more than ``baseline_cycles`` steps is an error, not a silently wrong reference."""
+        if not self.config.baseline_cycles or "latest_start_time" not in self.state:
+            return
+        starts = history_starts(histories)
+        limit = self.state["latest_start_time"] + self.config.baseline_cycles
+        late = starts[starts > limit]
+        if len(late):
+            listed = ", ".join(f"{plain(u)!r} (from time {t:g})" for u, t in late.head(5).items())
+            raise DataError(f"{histories.source}: {len(late)} unit(s) start late: {listed}. The model compares recent "
+                            f"readings with each unit's first {self.config.baseline_cycles} readings, so give every "
+                            f"unit's history from its start (training units started by time "
+                            f"{self.state['latest_start_time']:g}), or train with --baseline-cycles 0")
+
+    def unit_estimates(self, histories: SensorHistories) -> tuple[Windows, dict[str, np.ndarray]]:
+        """Each unit's estimate at its last row: the last window (its RUL truth, unit, time) and the combined
+        ONNX outputs (``rul``, ``lower``, ``upper``, ``spread``), plus ``rul_single_window`` (last window alone)."""
+        self.check_history_starts(histories)
+        windows = self._windows(histories, last_n=self.config.recent_windows)
+        outputs = self.run_windows(windows.x)
+        combined = combine_recent(windows.unit, windows.end_time, outputs, self.config.recent_windows)
+        last = last_per_unit(windows.unit)
+        final = Windows(windows.x[last], windows.rul[last], windows.unit[last], windows.end_time[last],
+                        windows.padded[last])
+        result = {k: v[last] for k, v in combined.items()}
+        result["rul_single_window"] = outputs["rul"][last]
+        return final, result
+
+    def _estimates(self, model: nn.Module, windows: Windows) -> dict[str, np.ndarray]:
+        """Combined estimates (:func:`combine_recent`) of a torch ensemble or of one member on training-time
+        windows (interval calibration); one member has no spread, so its interval is the point."""
+        with torch.no_grad():
+            outputs = [model(torch.as_tensor(windows.x[sl])) for sl in batched(len(windows), 2048)]
+        if isinstance(outputs[0], torch.Tensor):
+            rul = np.maximum(np.concatenate([o.numpy() for o in outputs]), 0.0)  # clipped like the ensemble's
+            per_window = {"rul": rul, "lower": rul, "upper": rul, "spread": np.zeros_like(rul)}
+        else:
+            per_window = {name: np.concatenate([o[i].numpy() for o in outputs]) for i, name in enumerate(OUTPUTS)}
+        return combine_recent(windows.unit, windows.end_time, per_window, self.config.recent_windows)
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, data: Any, out_dir: str | Path | None = None) -> "RemainingUsefulLife":
+        cfg, train_cfg = self.config, self.config.training
+        seed_everything(train_cfg.seed)
+        histories = self._read(data, "train")
+        if not histories.has_rul:
+            raise DataError(f"{histories.source} has no RUL information to train on")
+        if cfg.age_feature:
+            histories = dataclasses.replace(histories, sensors=[*histories.sensors, TIME])
+        normalizer_fit = fit_condition_normalizer(histories, cfg.operating_conditions, seed=train_cfg.seed)
+        if normalizer_fit.dropped_sensors:
+            print(f"note: dropped sensors constant within every operating condition: {normalizer_fit.dropped_sensors}")
+        train_units, val_units = split_units(histories.units, train_cfg.val_fraction, train_cfg.seed)  # sizes per member
+        self.state = {
+            "features": normalizer_fit.features,
+            "settings": normalizer_fit.settings,
+            "sensors": normalizer_fit.sensors,
+            "dropped_sensors": normalizer_fit.dropped_sensors,
+            "n_conditions": len(normalizer_fit.condition_counts),
+            "condition_counts": normalizer_fit.condition_counts,
+            "notes": histories.notes,
+            "n_train_units": len(train_units),
+            "latest_start_time": float(history_starts(histories).max()),
+            "n_val_units": len(val_units),
+            "input": {"name": "window",
+                      "shape": ["batch", cfg.baseline_cycles + cfg.window, len(normalizer_fit.features)],
+                      "dtype": "float32", "columns": normalizer_fit.features,
+                      "values": "raw readings, oldest first; normalisation is inside the graph",
+                      "rows": f"the unit's first {cfg.baseline_cycles} readings (its reference), then the last "
+                              f"{cfg.window}" if cfg.baseline_cycles else f"the last {cfg.window} readings",
+                      "time": "the unit's time column (cycles since its history began)" if cfg.age_feature
+                      else "unused"},
+        }
+        self.data_fingerprint = fingerprint_arrays(pd.util.hash_pandas_object(histories.frame, index=False).to_numpy())
+        log_dir = Path(out_dir) / "training" if out_dir is not None else None
+        features = WindowFeatures(normalizer_fit.module, cfg.baseline_cycles)
+        rotating = cfg.member_validation == "rotating"
+        members, summaries, held_out, n_train_windows = [], [], [], []
+        for k in range(cfg.ensemble):
+            if k == 0 or rotating:  # windows: training ones with the configured stride, validation ones all
+                member_train, member_val = split_units(histories.units, train_cfg.val_fraction, train_cfg.seed,
+                                                       block=k if rotating else 0)
+                train_w = self._windows(histories.select_units(member_train), stride=cfg.stride)
+                val_w = self._windows(histories.select_units(member_val))
+                y_train, y_val = train_w.target(cfg.rul_cap), val_w.target(cfg.rul_cap)
+            member_cfg = train_cfg.model_copy(update={"seed": train_cfg.seed + k})
+            seed_everything(member_cfg.seed)
+            regressor = WindowRegressor(features, self._build_member(), cfg.rul_cap, cfg.input_noise)
+            module = SupervisedModule(regressor, nn.MSELoss(), member_cfg, task_kind="regression")
+            summary = fit_supervised(
+                module, _loader(train_w.x, y_train, member_cfg.batch_size, True, member_cfg.seed, cfg.epoch_windows),
+                _loader(val_w.x, y_val, 1024, False, 0), member_cfg,
+                log_dir / f"member_{k}" if log_dir is not None else None)
+            summaries.append(summary)
+            members.append(regressor.model)
+            n_train_windows.append(len(train_w))
+            if rotating:  # this member's estimates of the units it never trained on
+                held_out.append((val_w, y_val, self._estimates(regressor.eval(), val_w)))
+        network = RULEnsemble(features, members, cfg.rul_cap, self._spread_weight).eval()
+        if not rotating:
+            held_out = [(val_w, y_val, self._estimates(network, val_w))]
+        y_val = np.concatenate([y for _, y, _ in held_out])
+        mean = np.concatenate([e["rul"] for _, _, e in held_out])
+        if not self._spread_weight:  # constant width: the quantile of the absolute errors
+            spread = np.zeros_like(mean)
+        elif rotating:  # the ensemble's spread at the same windows, as at prediction time
+            spread = np.concatenate([self._estimates(network, w)["spread"] for w, _, _ in held_out])
+        else:
+            spread = held_out[0][2]["spread"]
+        # early-life windows (truth at the cap) are many and easy; calibrating on them would make the interval
+        # too narrow for units already degrading, so the windows below the cap are used when there are enough
+        degrading = y_val < cfg.rul_cap
+        calibration = degrading if degrading.sum() >= 50 else np.ones_like(degrading)
+        scale, offset = calibrate_interval(y_val[calibration], mean[calibration], spread[calibration],
+                                           cfg.interval_level)
+        network.interval_scale.fill_(scale)
+        network.interval_offset.fill_(offset)
+        self.state["interval"] = {
+            "method": "deep ensemble + split-conformal scaling on held-out units "
+                      + ("(each unit estimated by the one member that never trained on it)" if rotating
+                         else "(the validation units, estimated by the whole ensemble)"),
+            "calibration_windows": "below the RUL cap" if degrading.sum() >= 50 else "all",
+            "level": cfg.interval_level, "scale": scale, "offset": offset}
+        self.state["n_calibration_units"] = len(set(np.concatenate([w.unit for w, _, _ in held_out]).tolist()))
+        self.torch_model = network
+        self.metrics = {
+            "val_rmse": rul_metrics(y_val, mean)["rmse"],
+            "val_interval_coverage": interval_coverage(y_val, np.maximum(mean - scale * (spread + offset), 0),
+                                                       mean + scale * (spread + offset)),
+            "member_val_rmse": [math.sqrt(s["best_score"]) if s["best_score"] is not None else None
+                                for s in summaries],
+            "epochs_run": [s["epochs_run"] for s in summaries],
+            "n_train_windows": n_train_windows,
+            "n_val_windows": int(len(y_val)),
+        }
+        self.export()
+        if out_dir is not None and all(s["is_global_zero"] for s in summaries):
+            self.save(out_dir)
+        return self
+
+    # ----------------------------------------------------------------- inference (always ONNX Runtime)
+    def run_windows(self, windows: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
+        """RUL, interval and spread for raw windows (n, window, features), through ONNX Runtime."""
+        return self.runtime.run_batches({"window": windows[sl]} for sl in batched(len(windows), batch_size))
+
+    def evaluate(self, data: Any, report_dir: str | Path | None = None, **options: Any) -> dict[str, Any]:
+        opts = self.EvaluateOptions(**options)
+        histories = self._read(data, "test")
+        if not histories.has_rul:
+            raise DataError(f"{histories.source} has no true RUL: give a C-MAPSS folder with RUL_<subset>.txt or a "
+                            "table "
+                            f"with a {self.config.data.rul_column!r} column (at least at each unit's last row)")
+        last, out = self.unit_estimates(histories)
+        cap = self.config.rul_cap
+        capped = piecewise_rul(last.rul, cap)
+        metrics = rul_metrics(capped, out["rul"], out["lower"], out["upper"])
+        raw = rul_metrics(last.rul, out["rul"], out["lower"], out["upper"])
+        single = rul_metrics(capped, out["rul_single_window"])
+        result = {
+            **metrics,
+            "rmse_raw": raw["rmse"],
+            "mae_raw": raw["mae"],
+            "nasa_score_raw": raw["nasa_score"],
+            "interval_coverage_raw": raw["interval_coverage"],
+            "rmse_single_window": single["rmse"],
+            "nasa_score_single_window": single["nasa_score"],
+            "recent_windows": self.config.recent_windows,
+            "interval_level": self.config.interval_level,
+            "n_units": int(len(last)),
+            "n_padded_units": int(last.padded.sum()),
+            "rul_cap": cap,
+            "protocol": "each unit at its last cycle; truth capped at rul_cap (*_raw: as given)",
+        }
+        if report_dir is not None:
+            units = pd.DataFrame({"unit": last.unit, "true_rul": last.rul, "true_rul_capped": capped,
+                                  "predicted": out["rul"], "lower": out["lower"], "upper": out["upper"],
+                                  "spread": out["spread"]})
+            result["report"] = str(self._write_report(histories, units, result, report_dir, opts.trajectories))
+        return to_jsonable(result)
+
+    def predict(self, inputs: Sequence[Any], out_dir: str | Path | None = None,
+                explain: bool = False) -> list[dict[str, Any]]:
+        """RUL and interval for the most recent window of every unit in each input (CSV/Parquet/C-MAPSS
+        file or DataFrame of recent cycles). With ``explain``, the sensors that drove each prediction."""
+        results: list[dict[str, Any]] = []
+        if isinstance(inputs, (str, Path, pd.DataFrame)):
+            inputs = [inputs]
+        for item in inputs:
+            histories = self._read(item, "test")
+            last, out = self.unit_estimates(histories)
+            attributions = self.sensor_attributions(last.x) if explain else None
+            for i in range(len(last)):
+                row = {"input": histories.source, "unit": last.unit[i], "last_time": last.end_time[i],
+                       "rul": out["rul"][i], "lower": out["lower"][i], "upper": out["upper"][i],
+                       "spread": out["spread"][i], "interval_level": self.config.interval_level,
+                       "padded": bool(last.padded[i])}
+                if attributions is not None:
+                    from shopfloor.core.explain.attribution import top_features
+
+                    row["top_sensors"] = top_features(attributions[i], self.features, k=5)
+                results.append(to_jsonable(row))
+        if out_dir is not None:
+            out = Path(out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame([{k: v for k, v in r.items() if k != "top_sensors"} for r in results]).to_csv(
+                out / "rul_predictions.csv", index=False)
+        return results
+
+    def _write_report(self, histories: SensorHistories, units: pd.DataFrame, result: dict[str, Any],
+                      report_dir: str | Path, trajectories: bool) -> Path:
+        """Compute what the report shows (trajectories, attributions) and write it."""
+        from .report import MAX_ATTRIBUTION_UNITS, RULReportData, shown_units, write_rul_report
+
+        cfg, state = self.config, self.state
+        shown = shown_units(units, cfg.explain_units)
+        last = self._windows(histories, last_n=1)
+        keep = np.arange(len(last))
+        if len(keep) > MAX_ATTRIBUTION_UNITS:
+            keep = np.random.default_rng(0).choice(keep, MAX_ATTRIBUTION_UNITS, replace=False)
+        attributions = self.window_attributions(last.x[keep])
+        dropped = state.get("dropped_sensors")
+        summary = (f"Model: {cfg.ensemble} x {cfg.model}, window {cfg.window}, RUL cap {cfg.rul_cap:g}, "
+                   f"{state['n_conditions']} operating condition(s), sensors {', '.join(state['sensors'])}"
+                   + (f"; dropped as constant: {', '.join(dropped)}" if dropped else "") + ".")
+        data = RULReportData(source=histories.source, summary=summary, units=units, result=result, cap=cfg.rul_cap,
+                             interval_level=cfg.interval_level, shown=shown, features=self.features,
+                             attribution_units=last.unit[keep], attributions=attributions,
+                             curves=self._trajectories(histories, shown) if trajectories else [])
+        return write_rul_report(data, report_dir)
+
+    def _trajectories(self, histories: SensorHistories, shown: list[Any]) -> list[dict[str, Any]]:
+        """Predicted RUL, interval and truth at every cycle of each shown unit."""
+        if not shown:
+            return []
+        windows = self._windows(histories.select_units(shown))
+        out = combine_recent(windows.unit, windows.end_time, self.run_windows(windows.x), self.config.recent_windows)
+        curves = []
+        for unit in shown:
+            mask = windows.unit == unit
+            curves.append({"unit": unit, "time": windows.end_time[mask], "predicted": out["rul"][mask],
+                           "lower": out["lower"][mask], "upper": out["upper"][mask],
+                           "true": windows.rul[mask] if histories.has_rul else None})
+        return curves
+
+    # ----------------------------------------------------------------- explanations
+    def attribution_baselines(self, windows: np.ndarray) -> np.ndarray:
+        """Each window with its sensors set to the mean reading of its operating condition (the healthy
+        fleet average), settings unchanged: the reference integrated gradients start from."""
+        network = self.require_model()
+        norm = network.features.normalizer
+        with torch.no_grad():
+            x = torch.as_tensor(windows, dtype=torch.float32)
+            base = x.clone()
+            base[..., norm.n_settings:] = norm.sensor_mean[norm.conditions(x)]
+        return base.numpy()
+
+    def window_attributions(self, windows: np.ndarray, n_steps: int = 32) -> np.ndarray:
+        """Integrated-gradients attribution of the mean RUL to every input value: (n, window, features).
+        Computed on the torch model (gradients), which the ONNX graph was exported from."""
+        from shopfloor.core.explain.attribution import integrated_gradients
+
+        network = self.require_model().eval()
+        return integrated_gradients(network.mean_rul, windows, self.attribution_baselines(windows), n_steps=n_steps)
+
+    def sensor_attributions(self, windows: np.ndarray, n_steps: int = 32) -> np.ndarray:
+        """:meth:`window_attributions` summed over the window: (n, features)."""
+        from shopfloor.core.explain.attribution import per_feature
+
+        return per_feature(self.window_attributions(windows, n_steps=n_steps))
+
+    # ----------------------------------------------------------------- demo
+    @classmethod
+    def demo(cls, out_dir: Path) -> dict[str, Any]:
+        """Simulate a fleet (3 operating conditions), train a 3-member CNN ensemble, evaluate, predict."""
+        from .simulator import write_degradation_dataset
+
+        out = Path(out_dir)
+        paths = write_degradation_dataset(out / "data", n_train=40, n_test=20, seed=0)
+        task = cls(window=20, ensemble=3, data={"setting_columns": ["setting_1", "setting_2"]},
+                   training={"epochs": 15, "patience": 4, "progress": False})
+        task.fit(paths["train"], out / "model")
+        metrics = task.evaluate(paths["test"], report_dir=out / "report")
+        predictions = task.predict([paths["recent"]], explain=True)
+        return {
+            "task": cls.name,
+            "rmse": metrics["rmse"],
+            "nasa_score": metrics["nasa_score"],
+            "interval_coverage": metrics["interval_coverage"],
+            "n_units": metrics["n_units"],
+            "operating_conditions": task.state["n_conditions"],
+            "dropped_sensors": task.state["dropped_sensors"],
+            "first_prediction": predictions[0],
+            "model": str(out / "model"),
+            "report": metrics["report"],
+        }
+
+
+__all__ = ["RULConfig", "RULEnsemble", "RemainingUsefulLife", "WindowFeatures", "WindowRegressor", "calibrate_interval"]

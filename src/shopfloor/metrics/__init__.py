@@ -1,1 +1,0 @@
-"""Metrics: thin, tested wrappers over scikit-learn / torchmetrics."""

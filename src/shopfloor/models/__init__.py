@@ -1,1 +1,0 @@
-"""Plain torch nn.Modules: exportable, no training logic inside."""
