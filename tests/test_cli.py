@@ -105,9 +105,26 @@ def test_ddp_two_processes_on_cpu(workspace, tmp_path):
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     cmd = [SHOPFLOOR, "train", "defect-classification", "--data", str(workspace / "train"), "--out",
            str(tmp_path / "ddp"), "--model", "simple-cnn", "--image-size", "32", "--epochs", "2",
-           "--device", "cpu", "--devices", "2", "--strategy", "ddp", "--progress", "false"]
+           "--device", "cpu", "--devices", "2", "--strategy", "ddp", "--progress", "false", "--verbose"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Starting with 2 processes" in proc.stdout + proc.stderr
+    assert "Starting with 2 processes" in proc.stdout + proc.stderr  # Lightning's own line: --verbose shows it
     manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
     assert manifest["metrics"]["epochs_run"] == 2
+
+
+LIBRARY_CHATTER = ("GPU available", "TPU available", "litlogger", "Tip:", "Loading `train_dataloader`",
+                   "deprecated", "DeprecationWarning", "LeafSpec")
+
+
+def test_training_output_is_quiet_unless_verbose(workspace, tmp_path):
+    """By default: the task's summary and no library banners, tips or deprecation warnings."""
+    cmd = [SHOPFLOOR, "train", "defect-classification", "--data", str(workspace / "train"), "--out",
+           str(tmp_path / "quiet"), "--model", "simple-cnn", "--image-size", "32", "--epochs", "1",
+           "--device", "cpu", "--progress", "false"]
+    env = {k: v for k, v in os.environ.items() if k != "SHOPFLOOR_VERBOSE"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    output = proc.stdout + proc.stderr
+    assert "validation" in output and "model written to" in output
+    assert not [line for line in output.splitlines() if any(c in line for c in LIBRARY_CHATTER)], output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,11 +16,32 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from shopfloor.core.errors import ShopfloorError  # noqa: E402
+from shopfloor.core.quiet import is_verbose, set_verbose  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep learning for the factory floor: train, evaluate, explain and deploy.")
 console = Console(stderr=True)
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+VERBOSE_HELP = "also show library logs and warnings (Lightning banners and tips, deprecations)"
+VERBOSE = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP)
+
+
+def _console_logging(verbose: bool) -> None:
+    """Show the task's notes (the ``shopfloor`` logger) on the console; with ``verbose``, library chatter too."""
+    from rich.logging import RichHandler
+
+    if verbose:
+        set_verbose(True)
+    logger = logging.getLogger("shopfloor")
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(RichHandler(console=console, show_time=False, show_path=False, markup=False))
+    logger.setLevel(logging.DEBUG if is_verbose() else logging.INFO)
+
+
+@app.callback()
+def _options(verbose: bool = VERBOSE) -> None:
+    """Deep learning for the factory floor: train, evaluate, explain and deploy."""
+    _console_logging(verbose)
 
 
 def _fail(exc: Exception) -> None:
@@ -84,8 +106,10 @@ def train(
     devices: Optional[str] = typer.Option(None, help="devices per node (Lightning), e.g. 2 or auto"),
     num_nodes: Optional[int] = typer.Option(None, "--num-nodes", help="nodes for multi-node DDP"),
     strategy: Optional[str] = typer.Option(None, help="Lightning strategy, e.g. ddp"),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Train TASK on --data and write a model directory to --out. Any task option works as --name value."""
+    _console_logging(verbose)
     from shopfloor.core.config import load_yaml, parse_cli_overrides
     from shopfloor.core.registry import get_task
 
@@ -116,8 +140,10 @@ def evaluate(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write metrics as JSON here"),
     report: Optional[Path] = typer.Option(None, "--report", help="write report.html and PNGs here"),
     device: str = typer.Option("auto", help="auto | cpu | cuda (ONNX Runtime execution provider)"),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Score a model on labelled data through ONNX Runtime; print, and optionally write JSON and a report."""
+    _console_logging(verbose)
     from shopfloor.core.config import build_config, parse_cli_overrides
     from shopfloor.core.registry import load
 
@@ -141,8 +167,10 @@ def predict(
     explain: bool = typer.Option(False, "--explain", help="also write explanations (e.g. Grad-CAM overlays)"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder for explanation / mask files"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Predict on new inputs through the exported ONNX model."""
+    _console_logging(verbose)
     from shopfloor.core.registry import load
 
     try:
@@ -168,8 +196,10 @@ def export(
     model_dir: Path = typer.Argument(..., help="model directory"),
     fmt: str = typer.Option("onnx", "--format", help="export format (onnx)"),
     output: Optional[Path] = typer.Option(None, "--output", help="file to write (default MODEL_DIR/export/model.onnx)"),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Re-export the model from its safetensors weights and check it against the stored ONNX graph."""
+    _console_logging(verbose)
     from shopfloor.core.export import export_artifact
 
     try:
@@ -221,8 +251,10 @@ def tasks() -> None:
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="folder for data, models and reports"),
     only: Optional[List[str]] = typer.Option(None, "--only", help="run only these tasks"),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Run every task end to end on built-in synthetic data and print where the reports are."""
+    _console_logging(verbose)
     from shopfloor.demo import run_demo
 
     try:

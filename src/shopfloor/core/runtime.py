@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from .errors import ConfigError
+from .quiet import quiet_libraries
 
 Item = TypeVar("Item")
 
@@ -149,7 +150,7 @@ def export_onnx(module: Any, example_inputs: tuple, input_names: list[str], outp
     module = module.eval()
     dynamic_axes = {n: {0: "batch"} for n in input_names + output_names} if dynamic_batch else None
     buffer = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), quiet_libraries():
         torch.onnx.export(
             module, example_inputs, buffer, input_names=input_names, output_names=output_names,
             dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False,

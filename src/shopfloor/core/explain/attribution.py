@@ -1,8 +1,8 @@
-"""Which sensors drove a prediction: integrated gradients (captum) over sensor windows.
+"""Which input columns drove a prediction: integrated gradients (captum) over windows or records.
 
 Integrated gradients attribute a model output to each input value by integrating the gradient along a
 straight path from a baseline to the input (Sundararajan et al. 2017); the attributions of one window
-sum to output(input) - output(baseline). Summing them over time gives one signed number per sensor:
+sum to output(input) - output(baseline). Summing them over time gives one signed number per column (sensor):
 positive means the reading raised the prediction relative to the baseline.
 """
 

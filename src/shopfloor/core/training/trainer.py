@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from ..config import TrainingConfig
 from ..errors import ConfigError
+from ..quiet import quiet_libraries
 
 
 def seed_everything(seed: int) -> None:
@@ -49,7 +49,7 @@ def make_trainer(config: TrainingConfig, log_dir: str | Path, monitor: str = "va
                                  save_top_k=1, filename="best", enable_version_counter=False)
     callbacks: list[Any] = [checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=config.patience)]
     if config.progress:
-        callbacks.append(TQDMProgressBar(leave=True))
+        callbacks.append(TQDMProgressBar(leave=False))  # one bar, updated in place
     strategy = config.strategy
     if strategy == "ddp" and _accelerator(config.device) == "cpu":
         from lightning.pytorch.strategies import DDPStrategy
@@ -84,10 +84,8 @@ def fit_supervised(module: L.LightningModule, train_loader: DataLoader, val_load
     if log_dir is None:
         temp = tempfile.mkdtemp(prefix="shopfloor-train-")
         log_dir = temp
-    trainer = make_trainer(config, log_dir, monitor=monitor, mode=mode)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*deterministic.*")
+    with quiet_libraries():
+        trainer = make_trainer(config, log_dir, monitor=monitor, mode=mode)
         trainer.fit(module, train_loader, val_loader)
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if ckpt is not None else ""

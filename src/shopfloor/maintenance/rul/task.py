@@ -16,6 +16,7 @@ exported ONNX graph takes raw readings ``(batch, window, features)`` and returns
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -47,6 +48,8 @@ from ..windows import (
 from .metrics import interval_coverage, rul_metrics
 
 OUTPUTS = ["rul", "lower", "upper", "spread"]
+
+log = logging.getLogger(__name__)
 
 
 class RULTrainingConfig(TrainingConfig):
@@ -280,7 +283,7 @@ class RemainingUsefulLife(Task):
         expected = self.data_columns if self.state else None
         histories = load_histories(data, self.config.data, split, expected_features=expected)
         for note in histories.notes:
-            print(f"note: {note}")
+            log.info("%s", note)
         return histories
 
     def _windows(self, histories: SensorHistories, last_n: int | None = None, stride: int = 1,
@@ -342,7 +345,7 @@ class RemainingUsefulLife(Task):
             histories = dataclasses.replace(histories, sensors=[*histories.sensors, TIME])
         normalizer_fit = fit_condition_normalizer(histories, cfg.operating_conditions, seed=train_cfg.seed)
         if normalizer_fit.dropped_sensors:
-            print(f"note: dropped sensors constant within every operating condition: {normalizer_fit.dropped_sensors}")
+            log.info("dropped sensors constant within every operating condition: %s", normalizer_fit.dropped_sensors)
         train_units, val_units = split_units(histories.units, train_cfg.val_fraction, train_cfg.seed)  # sizes per member
         self.state = {
             "features": normalizer_fit.features,
