@@ -49,10 +49,10 @@ def get_task(name: str) -> type[Task]:
     return getattr(importlib.import_module(module_name), cls_name)
 
 
-def load(path: str | Path, device: str = "auto") -> Task:
-    """Open any saved model directory as its task."""
+def load(path: str | Path, device: str = "auto", strict: bool = False) -> Task:
+    """Open any saved model directory as its task (``strict``: refuse inputs far outside the training ranges)."""
     artifact = read_artifact(path)
-    return get_task(artifact.task).load(path, device=device)
+    return get_task(artifact.task).load(path, device=device, strict=strict)
 
 
 __all__ = ["ENTRY_POINT_GROUP", "Task", "get_task", "load", "register", "task_names"]

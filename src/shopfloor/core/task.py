@@ -22,7 +22,8 @@ from torch import nn
 
 from .artifact import Artifact, read_artifact, write_artifact
 from .config import StrictModel, TrainingConfig, build_config
-from .errors import ArtifactError, ConfigError
+from .errors import ArtifactError, ConfigError, NotFittedError
+from .ranges import InputRanges, report_out_of_range
 from .runtime import OnnxModel, ParallelRunner, export_onnx
 
 
@@ -62,6 +63,8 @@ class Task(ABC):
         self._runtime: OnnxModel | None = None
         self._parallel: ParallelRunner | None = None
         self._artifact: Artifact | None = None
+        # refuse (instead of warn about) inputs far outside the training ranges
+        self.strict: bool = False
 
     @property
     def training(self) -> TrainingConfig:
@@ -97,9 +100,29 @@ class Task(ABC):
 
     # ----------------------------------------------------------------- shared machinery
     def require_model(self) -> nn.Module:
+        """The fitted torch model; :class:`NotFittedError` before ``fit()`` or ``load()``."""
         if self.torch_model is None:
-            raise ConfigError(f"the {self.name} model is not fitted yet; call fit() or Task.load() first")
+            raise NotFittedError(f"the {self.name} model is not fitted yet; call fit() or shopfloor.load() first")
         return self.torch_model
+
+    # ----------------------------------------------------------------- input ranges
+    def flag_out_of_range(self, key: str, records: Sequence[str], values: np.ndarray) -> list[list[str]]:
+        """Check ``values`` (one row per record) against the training ranges stored in ``state[key]``; warn about
+        the records far outside them, or refuse them when :attr:`strict`. Returns the flagged columns per record
+        (none for models saved before ranges were stored)."""
+        ranges = InputRanges.from_state(self.state.get(key))
+        if ranges is None:
+            return [[] for _ in records]
+        flagged = ranges.flag(values)
+        report_out_of_range(records, flagged, ranges, strict=self.strict)
+        return flagged
+
+    @staticmethod
+    def mark_out_of_range(rows: Sequence[dict[str, Any]], flagged: Sequence[list[str]]) -> None:
+        """Add ``out_of_range`` and ``out_of_range_columns`` to each result row."""
+        for row, columns in zip(rows, flagged):
+            row["out_of_range"] = bool(columns)
+            row["out_of_range_columns"] = list(columns)
 
     def export(self) -> bytes:
         """Export the fitted model to ONNX (kept in memory; ``save`` writes it) and reset the runtime."""
@@ -115,8 +138,7 @@ class Task(ABC):
         """The ONNX Runtime session every evaluation and prediction goes through."""
         if self._runtime is None:
             if self._onnx_bytes is None:
-                if self.torch_model is None:
-                    raise ConfigError(f"the {self.name} model is not fitted yet; call fit() or Task.load() first")
+                self.require_model()
                 self.export()
             self._runtime = OnnxModel(self._onnx_bytes, device=self.training.device)
         return self._runtime
@@ -154,13 +176,15 @@ class Task(ABC):
         return self._artifact
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> "Task":
-        """Open a saved model directory (verified) as a ready-to-use task."""
+    def load(cls, path: str | Path, device: str = "auto", strict: bool = False) -> "Task":
+        """Open a saved model directory (verified) as a ready-to-use task; ``strict`` refuses inputs far outside
+        the training ranges instead of warning about them."""
         artifact = read_artifact(path)
         if artifact.task != cls.name:
             raise ArtifactError(f"{path} holds a {artifact.task!r} model, not {cls.name!r}")
         task = cls(cls.saved_config(artifact.manifest["config"]))
         task.training.device = device
+        task.strict = strict
         task.state = artifact.manifest.get("state", {})
         task.metrics = artifact.manifest.get("metrics", {})
         task.data_fingerprint = artifact.manifest.get("data_fingerprint")
