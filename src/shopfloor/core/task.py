@@ -12,9 +12,10 @@ with :func:`shopfloor.core.registry.register`.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -22,9 +23,12 @@ from torch import nn
 
 from .artifact import Artifact, read_artifact, write_artifact
 from .config import StrictModel, TrainingConfig, build_config
-from .errors import ArtifactError, ConfigError, NotFittedError
+from .errors import ArtifactError, ConfigError, DataError, NotFittedError
 from .ranges import InputRanges, report_out_of_range
 from .runtime import OnnxModel, ParallelRunner, export_onnx
+
+T = TypeVar("T")
+V = TypeVar("V")
 
 
 class NoOptions(StrictModel):
@@ -104,6 +108,15 @@ class Task(ABC):
         if self.torch_model is None:
             raise NotFittedError(f"the {self.name} model is not fitted yet; call fit() or shopfloor.load() first")
         return self.torch_model
+
+    # ----------------------------------------------------------------- soft problems
+    def note_warning(self, message: str, category: type[Warning] = UserWarning) -> None:
+        """Warn now and keep the message in ``state["warnings"]``, so the artifact, ``info``, reports and server
+        responses carry it (one channel for soft problems: say the numbers and what to do)."""
+        warnings.warn(message, category, stacklevel=2)
+        notes = self.state.setdefault("warnings", [])
+        if message not in notes:
+            notes.append(message)
 
     # ----------------------------------------------------------------- input ranges
     def flag_out_of_range(self, key: str, records: Sequence[str], values: np.ndarray) -> list[list[str]]:
@@ -210,6 +223,32 @@ class Task(ABC):
     def info(self) -> dict[str, Any]:
         """A short description for `shopfloor info`."""
         return {"task": self.name, "config": self.config.model_dump(mode="json"), "metrics": self.metrics}
+
+
+def read_inputs(items: Sequence[T], read: Callable[[T], V], skip_bad: bool = False,
+                name: Callable[[T], str] = str) -> tuple[list[tuple[int, V]], list[dict[str, Any]]]:
+    """Read every input with ``read``; the ones that raise :class:`DataError` are listed together.
+
+    By default one bad input refuses the whole batch (all problems in one message). With ``skip_bad`` they are
+    skipped with one warning and returned as rows ``{"input", "skipped": True, "error"}`` for the result, so the
+    caller reports how many were skipped. Returns ``([(index, value), ...], skipped_rows)``.
+    """
+    kept: list[tuple[int, V]] = []
+    bad: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        try:
+            kept.append((i, read(item)))
+        except DataError as exc:
+            bad.append({"input": name(item), "skipped": True, "error": str(exc)})
+    if bad:
+        more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        listed = "\n  ".join(row["error"] for row in bad[:10]) + more
+        if not skip_bad:
+            raise DataError(f"{len(bad)} of {len(items)} input(s) could not be read:\n  {listed}\n"
+                            "Fix or remove them, or skip them with --skip-bad (skip_bad=True)")
+        warnings.warn(f"skipped {len(bad)} of {len(items)} input(s) that could not be read:\n  {listed}",
+                      UserWarning, stacklevel=2)
+    return kept, bad
 
 
 def batched(n: int, batch_size: int):
