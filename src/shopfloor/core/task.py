@@ -23,7 +23,7 @@ from torch import nn
 
 from .artifact import Artifact, read_artifact, write_artifact
 from .config import StrictModel, TrainingConfig, build_config
-from .errors import ArtifactError, ConfigError, DataError, NotFittedError
+from .errors import ArtifactError, DataError, NotFittedError
 from .ranges import InputRanges, report_out_of_range
 from .runtime import OnnxModel, ParallelRunner, export_onnx
 
