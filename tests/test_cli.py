@@ -62,10 +62,16 @@ def test_predict_with_explain(workspace):
     assert len(preds) == 4 and all(Path(p["explanation"]).is_file() for p in preds)
 
 
-def test_export_and_info(workspace):
-    result = invoke("export", workspace / "model", "--format", "onnx")
+def test_export_and_info(workspace, tmp_path, monkeypatch):
+    before = sorted(p.name for p in (workspace / "model").rglob("*"))
+    result = invoke("export", workspace / "model", "--format", "onnx", "--output", tmp_path / "m.onnx")
     assert result.exit_code == 0, result.output
-    assert (workspace / "model" / "export" / "model.onnx").is_file()
+    assert (tmp_path / "m.onnx").is_file()
+    monkeypatch.chdir(tmp_path)
+    result = invoke("export", workspace / "model")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model.onnx").is_file()  # default: ./<model dir name>.onnx, never inside the model dir
+    assert sorted(p.name for p in (workspace / "model").rglob("*")) == before
     result = invoke("info", workspace / "model")
     assert result.exit_code == 0 and "defect-classification" in result.output and "verified" in result.output
 
@@ -128,3 +134,97 @@ def test_training_output_is_quiet_unless_verbose(workspace, tmp_path):
     output = proc.stdout + proc.stderr
     assert "validation" in output and "model written to" in output
     assert not [line for line in output.splitlines() if any(c in line for c in LIBRARY_CHATTER)], output
+
+
+def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    """The console script in a subprocess: stdout and stderr kept apart, as a shell pipeline sees them."""
+    return subprocess.run([SHOPFLOOR, *map(str, args)], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_predict_stdout_is_only_results(workspace, tmp_path, fmt):
+    import csv
+    import io
+
+    before = sorted(p.name for p in (workspace / "model").rglob("*"))
+    proc = run_cli("predict", workspace / "model", workspace / "test" / "crack", "--format", fmt, "--device", "cpu",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    if fmt == "json":
+        rows = json.loads(proc.stdout)
+    elif fmt == "jsonl":
+        rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    else:
+        rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert len(rows) == 4 and all(r["label"] for r in rows)
+    assert "predictions" in proc.stderr  # the table and summary go to stderr
+    assert sorted(p.name for p in (workspace / "model").rglob("*")) == before  # nothing written into the model
+    assert not list(tmp_path.iterdir())  # nor anywhere else without --out
+
+
+def test_quiet_predict_prints_results_and_nothing_else(workspace):
+    proc = run_cli("--quiet", "predict", workspace / "model", workspace / "test" / "crack", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)) == 4
+    assert proc.stderr.strip() == ""
+
+
+def test_version_info_json_and_task_help(workspace):
+    from shopfloor import __version__
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"shopfloor {__version__}"
+    proc = run_cli("info", workspace / "model", "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["task"] == "defect-classification" and info["verified"] and "weights.safetensors" in info["files"]
+    proc = run_cli("train", "rul", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--window", "--rul-cap", "--ensemble", "--epochs", "--patience"):
+        assert option in proc.stdout
+    assert "cnn1d|lstm|gru|transformer" in proc.stdout  # types are shown, with choices
+    assert "[training]" in proc.stdout  # nested groups are labelled, not eaten as rich markup
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "defect-classification", "--data", ".", "--out", "x", "--devices", "two"], "--devices takes"),
+    (["evaluate", "MODEL", "--data", "TEST", "--json", "{tmp}"], "is a folder"),
+    (["train", "defect-classification", "--data", "TRAIN", "--out", "{file}"], "is a file"),
+    (["predict", "MODEL", "TEST", "--json", "{file}/x.json"], "is a file, not a folder"),
+    (["predict", "MODEL", "TEST", "--format", "xml"], "unknown --format"),
+    (["train", "defect-classification", "--out", "x"], "train needs --data"),
+])
+def test_output_paths_and_options_are_checked_before_work(workspace, tmp_path, args, message):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    subst = {"MODEL": str(workspace / "model"), "TEST": str(workspace / "test"), "TRAIN": str(workspace / "train")}
+    args = [subst.get(a, a).format(tmp=tmp_path, file=blocker) for a in args]
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_error_messages_are_printed_as_written(tmp_path):
+    odd = tmp_path / "[left] [bold]cam"
+    result = invoke("info", odd)
+    assert result.exit_code == 2
+    assert "[left] [bold]cam" in result.output
+
+
+def test_internal_errors_are_one_message_not_a_traceback(tmp_path):
+    """A bug (not a user error) still ends in a message from the console script; --verbose shows the traceback."""
+    bad = tmp_path / "config.yaml"
+    bad.write_text("training: {epochs: 1}\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    (tmp_path / "sitecustomize.py").write_text(
+        "import shopfloor.core.config as c\n"
+        "def boom(*a, **k):\n    raise RuntimeError('simulated bug')\n"
+        "c.load_yaml = boom\n")
+    proc = subprocess.run([SHOPFLOOR, "train", "rul", "--data", str(tmp_path), "--out", str(tmp_path / "m"),
+                           "--config", str(bad)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1 and "internal error: RuntimeError: simulated bug" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run([SHOPFLOOR, "--verbose", "train", "rul", "--data", str(tmp_path), "--out",
+                           str(tmp_path / "m"), "--config", str(bad)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert "Traceback" in proc.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -117,7 +117,33 @@ def _locate_field(key: str, model_cls: type[StrictModel]) -> list[str]:
             return [name, key]
     known = sorted(model_cls.model_fields)
     raise ConfigError(f"unknown option --{key.replace('_', '-')}; this task accepts: {', '.join(known)} "
-                      "(and the training options; see `shopfloor info --options TASK`)")
+                      "(and the training options; `shopfloor train TASK --help` lists them all)")
+
+
+def describe_options(model_cls: type[StrictModel]) -> list[dict[str, str]]:
+    """Every CLI option of a config, nested sub-configs flattened as ``parse_cli_overrides`` reads them:
+    ``[{"option", "type", "default", "help", "group"}]``."""
+    rows: list[dict[str, str]] = []
+    defaults = model_cls().model_dump(mode="json")
+    for name, field in model_cls.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            nested = type(getattr(model_cls(), name))
+            for key, row in _field_rows(nested, defaults.get(name, {}), group=name):
+                rows.append(row)
+            continue
+        rows.extend(row for _, row in _field_rows(model_cls, defaults, group="", only=name))
+    return rows
+
+
+def _field_rows(model_cls: type[BaseModel], defaults: dict[str, Any], group: str, only: str | None = None):
+    for key, field in model_cls.model_fields.items():
+        if only is not None and key != only:
+            continue
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            continue
+        yield key, {"option": "--" + key.replace("_", "-"), "type": _type_name(field.annotation), "default": repr(defaults.get(key)),
+                    "help": field.description or "", "group": group}
 
 
 def _coerce_cli_value(value: Any) -> Any:
@@ -135,3 +161,10 @@ def _coerce_cli_value(value: Any) -> Any:
         return yaml.safe_load(value)
     except yaml.YAMLError:
         return value
+
+
+def _type_name(annotation: Any) -> str:
+    """``int``, ``a|b|c`` for a Literal, ``int | str`` for a union."""
+    if get_origin(annotation) is Literal:
+        return "|".join(map(str, get_args(annotation)))
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

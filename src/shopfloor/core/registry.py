@@ -49,10 +49,14 @@ def get_task(name: str) -> type[Task]:
     return getattr(importlib.import_module(module_name), cls_name)
 
 
-def load(path: str | Path, device: str = "auto", strict: bool = False) -> Task:
-    """Open any saved model directory as its task (``strict``: refuse inputs far outside the training ranges)."""
-    artifact = read_artifact(path)
-    return get_task(artifact.task).load(path, device=device, strict=strict)
+def load(path: str | Path, device: str = "auto", strict: bool = False, key_file: str | Path | None = None) -> Task:
+    """Open any saved model directory as its task (``strict``: refuse inputs far outside the training ranges).
+
+    ``key_file`` (or the environment variable ``SHOPFLOOR_KEY_FILE``): refuse the directory unless its signature
+    verifies under that key; without a key an existing signature is not checked (see
+    :func:`shopfloor.core.artifact.read_artifact`)."""
+    artifact = read_artifact(path, key_file=key_file)
+    return get_task(artifact.task).load(path, device=device, strict=strict, key_file=key_file)
 
 
 __all__ = ["ENTRY_POINT_GROUP", "Task", "get_task", "load", "register", "task_names"]

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ArtifactError, ConfigError
 from .quiet import quiet_libraries
 
 Item = TypeVar("Item")
@@ -48,9 +48,15 @@ def select_providers(device: str = "auto") -> list[str]:
 
 
 class OnnxModel:
-    """An ONNX Runtime session with named inputs and outputs, run in batches."""
+    """An ONNX Runtime session with named inputs and outputs, run in batches.
 
-    def __init__(self, model: bytes | str | os.PathLike, device: str = "auto", threads: int | None = None):
+    ``origin`` names where the graph came from (e.g. ``model_dir/model.onnx``; a path given as ``model`` is its own
+    origin): a graph from a file that ONNX Runtime cannot load is then an :class:`ArtifactError` naming that file,
+    not a runtime traceback. Graphs exported in memory (no origin) raise ONNX Runtime's own error: that is a bug.
+    """
+
+    def __init__(self, model: bytes | str | os.PathLike, device: str = "auto", threads: int | None = None,
+                 origin: str | os.PathLike | None = None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -61,7 +67,19 @@ class OnnxModel:
             # shared machine: idle ONNX Runtime threads sleep instead of spinning, like OpenMP's passive policy
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         source = model if isinstance(model, bytes) else str(model)
-        self.session = ort.InferenceSession(source, sess_options=options, providers=select_providers(device))
+        if origin is None and not isinstance(model, bytes):
+            origin = source
+        providers = select_providers(device)  # a device problem stays a ConfigError
+        try:
+            self.session = ort.InferenceSession(source, sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime's InvalidProtobuf, Fail, InvalidGraph... derive from Exception only
+            if origin is None:
+                raise
+            raise ArtifactError(
+                f"cannot load the ONNX graph {origin}: {exc}; the graph is broken (if its hash matches the manifest, "
+                "the directory was written broken or its hashes were recomputed after an edit): restore model.onnx "
+                "from a good copy of the model directory, or retrain") from exc
+        self.origin = None if origin is None else str(origin)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -106,7 +124,8 @@ class ParallelRunner:
                  batch_model: OnnxModel | None = None):
         self.batch_model = batch_model or OnnxModel(model, device=device)
         on_cpu = self.batch_model.on_cpu
-        self.item_model = OnnxModel(model, device=device, threads=1) if on_cpu else self.batch_model
+        origin = self.batch_model.origin
+        self.item_model = OnnxModel(model, device=device, threads=1, origin=origin) if on_cpu else self.batch_model
         self.workers = workers or (cpu_cores() if on_cpu else 2)
 
     def side_by_side(self, n_items: int) -> bool:

@@ -12,6 +12,7 @@ with :func:`shopfloor.core.registry.register`.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -21,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifact import Artifact, read_artifact, write_artifact
+from .artifact import Artifact, read_artifact, sign_artifact, write_artifact
 from .config import StrictModel, TrainingConfig, build_config
-from .errors import ArtifactError, DataError, NotFittedError
+from .errors import ArtifactError, ConfigError, DataError, NotFittedError, ShopfloorError
 from .ranges import InputRanges, report_out_of_range
 from .runtime import OnnxModel, ParallelRunner, export_onnx
 
@@ -53,6 +54,15 @@ class Task(ABC):
     # config fields added after models were first saved, with the value those older models were built with
     # (a saved config lists every field that existed when it was written; a missing one predates the field)
     predates: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every task's ``evaluate`` and ``predict`` refuse to run before ``fit``/``load`` (NotFittedError),
+        before they read any data."""
+        super().__init_subclass__(**kwargs)
+        for name in ("evaluate", "predict"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_requires_fitted", False):
+                setattr(cls, name, _requires_fitted(method))
 
     def __init__(self, config: StrictModel | dict | None = None, **overrides: Any):
         base = config.model_dump() if isinstance(config, StrictModel) else dict(config or {})
@@ -178,38 +188,80 @@ class Task(ABC):
         """Additional files to store in the artifact (hashed like the rest)."""
         return {}
 
-    def save(self, out_dir: str | Path) -> Artifact:
-        """Write the model directory (manifest.json, weights.safetensors, model.onnx)."""
+    def save(self, out_dir: str | Path, key_file: str | Path | None = None) -> Artifact:
+        """Write the model directory (manifest.json, weights.safetensors, model.onnx).
+
+        A ``signature.json`` from an earlier save is removed; with ``key_file`` the new directory is signed
+        (:func:`shopfloor.core.artifact.sign_artifact`)."""
         model = self.require_model()
         if self._onnx_bytes is None:
             self.export()
         assert self._onnx_bytes is not None
         self._artifact = write_artifact(out_dir, self.manifest(), model.state_dict(), self._onnx_bytes,
                                         self.extra_files())
+        if key_file is not None:
+            sign_artifact(out_dir, key_file)
+            self._artifact = read_artifact(out_dir, key_file=key_file)
         return self._artifact
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", strict: bool = False) -> "Task":
+    def load(cls, path: str | Path, device: str = "auto", strict: bool = False,
+             key_file: str | Path | None = None) -> "Task":
         """Open a saved model directory (verified) as a ready-to-use task; ``strict`` refuses inputs far outside
-        the training ranges instead of warning about them."""
-        artifact = read_artifact(path)
+        the training ranges instead of warning about them.
+
+        ``key_file`` (or the environment variable ``SHOPFLOOR_KEY_FILE``): the directory must carry a signature that
+        verifies under that key (see :func:`shopfloor.core.artifact.read_artifact`); without one an existing
+        signature is not checked. Everything in the directory is verified before it is parsed, and whatever does
+        not fit (config, state, weights, graph) is an :class:`ArtifactError` naming what is wrong."""
+        artifact = read_artifact(path, key_file=key_file)
+        manifest_path = Path(path) / "manifest.json"
         if artifact.task != cls.name:
             raise ArtifactError(f"{path} holds a {artifact.task!r} model, not {cls.name!r}")
-        task = cls(cls.saved_config(artifact.manifest["config"]))
+        manifest = artifact.manifest
+        for key, kind in (("config", dict), ("state", dict), ("metrics", dict)):
+            if key == "config" and key not in manifest:
+                raise ArtifactError(f"{manifest_path} has no 'config'; it is not a complete {cls.name} manifest: "
+                                    "retrain or restore the model directory")
+            if key in manifest and not isinstance(manifest[key], kind):
+                raise ArtifactError(f"{manifest_path}: '{key}' must be a JSON object, not "
+                                    f"{type(manifest[key]).__name__}; retrain or restore the model directory")
+        try:
+            task = cls(cls.saved_config(manifest["config"]))
+        except ConfigError as exc:
+            detail = str(exc).removeprefix("invalid configuration:")
+            raise ArtifactError(f"the config stored in {manifest_path} is not a valid {cls.name} config:{detail}\n"
+                                "It was edited, or written by an incompatible shopfloor version: retrain or restore "
+                                "the model directory") from exc
         task.training.device = device
         task.strict = strict
-        task.state = artifact.manifest.get("state", {})
-        task.metrics = artifact.manifest.get("metrics", {})
-        task.data_fingerprint = artifact.manifest.get("data_fingerprint")
+        task.state = manifest.get("state", {})
+        task.metrics = manifest.get("metrics", {})
+        task.data_fingerprint = manifest.get("data_fingerprint")
         task._artifact = artifact
-        task.load_extra_files(artifact)
-        model = task.build_model()
         try:
-            model.load_state_dict(artifact.state_dict())
+            task.load_extra_files(artifact)
+            model = task.build_model()
+        except ShopfloorError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise ArtifactError(
+                f"the state stored in {path} does not fit the {cls.name} model ({type(exc).__name__}: {exc}); the "
+                "manifest was edited or written by an incompatible shopfloor version: retrain or restore the "
+                "model directory") from exc
+        state_dict = artifact.state_dict()  # verified bytes, parsed by safetensors (never pickle)
+        try:
+            model.load_state_dict(state_dict)
         except RuntimeError as exc:
-            raise ArtifactError(f"weights in {path} do not fit the {cls.name} model: {exc}") from exc
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            more = f"\n  ... and {len(lines) - 4} more" if len(lines) > 4 else ""
+            detail = "\n  ".join(lines[:4]) + more
+            raise ArtifactError(f"weights in {path} do not fit the {cls.name} model: {detail}\nThe weights do not "
+                                "belong to this manifest: restore the model directory or retrain") from exc
         task.torch_model = model.eval()
         task._onnx_bytes = artifact.onnx_bytes()
+        # open the graph now, so a broken model.onnx is refused here (naming the file), not at the first predict
+        task._runtime = OnnxModel(task._onnx_bytes, device=device, origin=Path(path) / "model.onnx")
         return task
 
     @classmethod
@@ -223,6 +275,16 @@ class Task(ABC):
     def info(self) -> dict[str, Any]:
         """A short description for `shopfloor info`."""
         return {"task": self.name, "config": self.config.model_dump(mode="json"), "metrics": self.metrics}
+
+
+def _requires_fitted(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def checked(self: "Task", *args: Any, **kwargs: Any) -> Any:
+        self.require_model()
+        return method(self, *args, **kwargs)
+
+    checked._requires_fitted = True  # type: ignore[attr-defined]
+    return checked
 
 
 def read_inputs(items: Sequence[T], read: Callable[[T], V], skip_bad: bool = False,

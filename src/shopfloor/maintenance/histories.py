@@ -9,7 +9,11 @@ Two layouts are read into one :class:`SensorHistories` table:
   column names come from :class:`HistorySpec`.
 
 Validation happens here, at the edge: missing columns, non-numeric values, NaN/inf (reported, or
-imputed with ``impute="ffill"``), duplicated time steps. Every error names the file, column and unit.
+imputed with ``impute="ffill"``), duplicated time steps, negative times, negative or non-finite remaining life,
+and (when the sensors are inferred) columns that look like identifiers (refused, or warned about when they may be
+real effects; :func:`shopfloor.maintenance.checks.id_like_columns`). Rows of a unit out of time order in the file
+(sorted) and gaps in a unit's cycles (windows span them) are kept with a warning in ``SensorHistories.warnings``,
+which the task raises. Every message names the file, column and unit.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pydantic import Field
 
 from shopfloor.core.config import StrictModel
 from shopfloor.core.errors import DataError
+
+from .checks import describe_id_like, id_like_columns, list_items
 
 UNIT = "unit"
 TIME = "time"
@@ -47,6 +53,9 @@ class HistorySpec(StrictModel):
     setting_columns: list[str] = Field(
         default_factory=list, description="operating-setting columns (used to find operating conditions)")
     rul_column: str = Field("rul", description="remaining useful life per row, if the table has it")
+    id_columns: list[str] = Field(
+        default_factory=list, description="identifier columns (row ids, batch or serial numbers) left out of the "
+        "inferred sensors, when present")
     impute: Literal["error", "ffill"] = Field(
         "error", description="NaN/inf values: error (report them) or ffill (forward/backward fill within a unit)")
 
@@ -64,6 +73,8 @@ class SensorHistories:
     sensors: list[str]
     source: str
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # soft problems the task raises (training: kept in its state)
+    columns: list[str] = field(default_factory=list)  # every column of the input as read
 
     @property
     def features(self) -> list[str]:
@@ -84,7 +95,8 @@ class SensorHistories:
     def select_units(self, units) -> "SensorHistories":
         """A copy restricted to ``units``."""
         frame = self.frame[self.frame[UNIT].isin(set(units))].reset_index(drop=True)
-        return SensorHistories(frame, list(self.settings), list(self.sensors), self.source, list(self.notes))
+        return SensorHistories(frame, list(self.settings), list(self.sensors), self.source, list(self.notes),
+                               list(self.warnings), list(self.columns))
 
 
 def plain(value):
@@ -106,10 +118,10 @@ def _read_whitespace(path: Path, n_columns: int | None) -> pd.DataFrame:
     try:
         with opener(path, "rt") as fh:
             frame = pd.read_csv(fh, sep=r"\s+", header=None)
-    except (OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
+    except (OSError, EOFError, ValueError, pd.errors.ParserError) as exc:  # UnicodeDecodeError is a ValueError
+        raise DataError(f"cannot read {path}: {exc}") from exc
     if n_columns is not None and frame.shape[1] != n_columns:
         raise DataError(f"{path} has {frame.shape[1]} columns; the C-MAPSS format has {n_columns} "
                         "(unit, cycle, 3 settings, 21 sensors)")
@@ -123,16 +135,21 @@ def read_cmapss_file(path: str | Path, rul_path: str | Path | None = None,
     path = Path(path)
     frame = _read_whitespace(path, len(CMAPSS_COLUMNS))
     frame.columns = CMAPSS_COLUMNS
-    histories = SensorHistories(frame, list(CMAPSS_SETTINGS), list(CMAPSS_SENSORS), str(path))
+    histories = SensorHistories(frame, list(CMAPSS_SETTINGS), list(CMAPSS_SENSORS), str(path),
+                                columns=list(CMAPSS_COLUMNS))
     _check_and_sort(histories, impute="error")
     if run_to_failure:
         histories.frame[RUL] = _rul_from_end(histories.frame, np.zeros(len(histories.units)))
     elif rul_path is not None:
-        end_rul = _read_whitespace(Path(rul_path), None).iloc[:, 0].to_numpy(dtype=float)
+        end_rul = pd.to_numeric(_read_whitespace(Path(rul_path), None).iloc[:, 0], errors="coerce").to_numpy(float)
         if len(end_rul) != len(histories.units):
             raise DataError(f"{rul_path} has {len(end_rul)} RUL values but {path} has {len(histories.units)} units; "
                             "they must be one per unit, in unit order")
+        if not np.isfinite(end_rul).all():
+            raise DataError(f"{rul_path} holds non-numeric or infinite RUL values (line "
+                            f"{int(np.flatnonzero(~np.isfinite(end_rul))[0]) + 1}); one number per unit is needed")
         histories.frame[RUL] = _rul_from_end(histories.frame, end_rul)
+        _check_rul(histories)
     return histories
 
 
@@ -184,8 +201,12 @@ def read_sensor_table(data: str | Path | pd.DataFrame, spec: HistorySpec, run_to
     if raw.empty:
         raise DataError(f"{source} holds no rows")
     columns = [str(c) for c in raw.columns]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise DataError(f"{source} has several columns named {repeated}; give every column its own name")
     raw.columns = columns
     notes: list[str] = []
+    warnings: list[str] = []
 
     def require(names: list[str], what: str) -> None:
         missing = [n for n in names if n not in columns]
@@ -204,7 +225,10 @@ def read_sensor_table(data: str | Path | pd.DataFrame, spec: HistorySpec, run_to
         sensors = list(spec.sensor_columns)
     else:
         reserved = {spec.unit_column, spec.time_column, spec.rul_column, *settings}
-        candidates = [c for c in columns if c not in reserved]
+        identifiers = [c for c in spec.id_columns if c in columns and c not in reserved]
+        if identifiers:
+            notes.append(f"{source}: identifier columns {identifiers} left out (--id-columns)")
+        candidates = [c for c in columns if c not in reserved and c not in identifiers]
         sensors = [c for c in candidates if _mostly_numeric(raw[c])]
         ignored = [c for c in candidates if c not in sensors]
         if ignored:
@@ -212,6 +236,7 @@ def read_sensor_table(data: str | Path | pd.DataFrame, spec: HistorySpec, run_to
         if not sensors:
             raise DataError(f"{source} has no numeric sensor columns besides unit/time/settings; "
                             "name them with --sensor-columns")
+        warnings += _check_inferred_sensors(raw, sensors, spec, source)
     require(settings, "setting")
     require(sensors, "sensor")
     keep = {spec.unit_column: UNIT, spec.time_column: TIME}
@@ -221,15 +246,47 @@ def read_sensor_table(data: str | Path | pd.DataFrame, spec: HistorySpec, run_to
     frame = raw[[spec.unit_column, spec.time_column, *settings, *sensors]].rename(columns=keep)
     if spec.rul_column in columns and spec.rul_column not in (spec.unit_column, spec.time_column):
         frame[RUL] = raw[spec.rul_column]
-    histories = SensorHistories(frame, settings, sensors, source, notes)
+    histories = SensorHistories(frame, settings, sensors, source, notes, warnings, columns)
     _check_and_sort(histories, impute=spec.impute)
     if RUL in histories.frame.columns:
         _complete_rul(histories)
+        _check_rul(histories)
     elif run_to_failure:
         histories.frame[RUL] = _rul_from_end(histories.frame, np.zeros(len(histories.units)))
         histories.notes.append(f"{source}: no {spec.rul_column!r} column; every unit is taken to run to failure "
                                "(RUL 0 at its last row)")
     return histories
+
+
+def _check_inferred_sensors(raw: pd.DataFrame, sensors: list[str], spec: HistorySpec, source: str) -> list[str]:
+    """Inferred sensors that look like identifiers: refused (a row counter, an id unique per row) or returned as
+    warnings (named like an id but repeating; constant within every unit while differing between units)."""
+    found = id_like_columns(raw, sensors)
+    refused = [f for f in found if f.refuse]
+
+    def fix(names) -> str:
+        return f"--id-columns {','.join(dict.fromkeys([*spec.id_columns, *names]))}"
+
+    if refused:
+        raise DataError(f"{source}: column(s) {describe_id_like(refused)} look like identifiers, not sensors; as model "
+                        f"inputs they would teach it the row order. Leave them out with "
+                        f"{fix(f.column for f in refused)}, or name the sensors with --sensor-columns")
+    warnings = [f"{source}: sensor column {describe_id_like([f])} is used as a model input; if it is an "
+                f"identifier, leave it out with {fix([f.column])}" for f in found]
+    rest = [c for c in sensors if c not in {f.column for f in found}]
+    try:
+        sizes = raw.groupby(spec.unit_column, sort=False)[spec.unit_column].transform("size")
+        several = raw[sizes.to_numpy() > 1]  # a unit of one row is constant in everything
+        within = (several.groupby(spec.unit_column, sort=False)[rest].nunique(dropna=True) <= 1).all()
+        across = several[rest].nunique(dropna=True) > 1
+    except (TypeError, ValueError):  # unhashable or odd unit values: reported by the unit checks
+        return warnings
+    attributes = [c for c in rest if within.get(c, False) and across.get(c, False)]
+    if attributes and several[spec.unit_column].nunique() > 1:
+        warnings.append(f"{source}: sensor column(s) {attributes} are constant within every unit but differ between "
+                        "units (unit attributes such as a batch, serial or build number?): the model can recognise "
+                        f"training units by them. If they are not measurements, leave them out with {fix(attributes)}")
+    return warnings
 
 
 def _mostly_numeric(column: pd.Series) -> bool:
@@ -246,6 +303,12 @@ def _complete_rul(histories: SensorHistories) -> None:
     """Fill a RUL column given only at some rows (e.g. the last) by counting cycles to each unit's known row."""
     frame = histories.frame
     rul = pd.to_numeric(frame[RUL], errors="coerce")
+    text = rul.isna() & frame[RUL].notna()
+    if text.any():
+        row = int(np.flatnonzero(text.to_numpy())[0])
+        raise DataError(f"{histories.source}: the RUL column holds non-numeric values such as {frame[RUL].iloc[row]!r} "
+                        f"(unit {plain(frame[UNIT].iloc[row])!r}, time {plain(frame[TIME].iloc[row])!r}); "
+                        "leave unknown values empty")
     known = rul.notna()
     if known.all():
         frame[RUL] = rul.astype(float)
@@ -259,6 +322,27 @@ def _complete_rul(histories: SensorHistories) -> None:
     anchor_t = last_known[TIME].reindex(frame[UNIT]).to_numpy(dtype=float)
     anchor_r = last_known[RUL].astype(float).reindex(frame[UNIT]).to_numpy(dtype=float)
     frame[RUL] = anchor_r + anchor_t - frame[TIME].to_numpy(dtype=float)
+
+
+def _check_rul(histories: SensorHistories) -> None:
+    """Refuse negative or infinite remaining life (naming units and times); warn where it rises with time."""
+    frame, source = histories.frame, histories.source
+    rul = frame[RUL].to_numpy(dtype=float)
+    for bad, what in ((~np.isfinite(rul), "infinite"), (rul < 0, "negative")):
+        if bad.any():
+            rows = frame.loc[bad, [UNIT, TIME]]
+            units = list(dict.fromkeys(plain(u) for u in rows[UNIT]))
+            first = rows.groupby(UNIT, sort=False)[TIME].min()
+            listed = list_items([f"{plain(u)!r} from time {plain(t)!r}" for u, t in first.items()])
+            raise DataError(f"{source}: {what} remaining useful life in {len(units)} unit(s): {listed}. A unit's RUL "
+                            "is the cycles left until its failure, 0 at the failure itself: check the RUL column "
+                            "(or RUL file) and the time column")
+    rises = (frame.groupby(UNIT, sort=False)[RUL].diff() > 0).to_numpy()
+    if rises.any():
+        units = list(dict.fromkeys(plain(u) for u in frame.loc[rises, UNIT]))
+        histories.warnings.append(f"{source}: the remaining useful life rises with time within {len(units)} unit(s) "
+                                  f"({list_items(units)}); it should fall by one per cycle. Check the RUL and time "
+                                  "columns, or split units whose life was extended by a repair")
 
 
 # ----------------------------------------------------------------------------- validation
@@ -277,14 +361,52 @@ def _check_and_sort(histories: SensorHistories, impute: str) -> None:
         raise DataError(f"{source}: the unit column has empty values (row {int(frame[UNIT].isna().idxmax())})")
     if frame[TIME].isna().any() or not np.isfinite(frame[TIME].to_numpy(dtype=float)).all():
         raise DataError(f"{source}: the time column has missing or infinite values; every row needs a time")
-    frame = histories.frame = frame.sort_values([UNIT, TIME], kind="stable").reset_index(drop=True)
+    negative = frame[TIME].to_numpy(dtype=float) < 0
+    if negative.any():
+        first = frame.loc[negative].groupby(UNIT, sort=False)[TIME].min()
+        raise DataError(f"{source}: negative time values in {len(first)} unit(s): "
+                        f"{list_items([f'{plain(u)!r} (time {plain(t)!r})' for u, t in first.items()])}; the time "
+                        "column counts cycles since each unit's history began (0 or more)")
+    backwards = (frame.groupby(UNIT, sort=False)[TIME].diff() < 0).to_numpy()
+    backwards_units = list(dict.fromkeys(plain(u) for u in frame.loc[backwards, UNIT]))
+    try:
+        frame = histories.frame = frame.sort_values([UNIT, TIME], kind="stable").reset_index(drop=True)
+    except TypeError as exc:  # e.g. numbers and text mixed in the unit column of a DataFrame
+        raise DataError(f"{source}: the unit column mixes values that cannot be ordered ({exc}); give every unit "
+                        "an identifier of one type") from None
     duplicated = frame.duplicated([UNIT, TIME])
     if duplicated.any():
         first = int(np.flatnonzero(duplicated.to_numpy())[0])
         unit, time = plain(frame[UNIT].iloc[first]), plain(frame[TIME].iloc[first])
         raise DataError(f"{source}: unit {unit!r} has several rows at time {time!r}; "
                         "keep one row per unit and time step")
+    if backwards_units:
+        units = backwards_units
+        histories.warnings.append(f"{source}: the rows of {len(units)} unit(s) ({list_items(units)}) are not in time "
+                                  "order in the file; they were sorted by the time column. Check that each unit's "
+                                  "rows are one history")
+    _check_gaps(histories)
     _handle_non_finite(histories, impute)
+
+
+def _check_gaps(histories: SensorHistories) -> None:
+    """Warn (naming units and cycles) where a unit's time steps jump by more than 1.5 of the table's usual step:
+    windows of consecutive rows then span missing cycles as if the readings were consecutive."""
+    frame = histories.frame
+    steps = frame.groupby(UNIT, sort=False)[TIME].diff().to_numpy(dtype=float)
+    positive = steps[np.isfinite(steps) & (steps > 0)]
+    if not len(positive):
+        return
+    step = float(np.median(positive))
+    gaps = np.flatnonzero(steps > 1.5 * step)
+    if not len(gaps):
+        return
+    times, units = frame[TIME].to_numpy(), frame[UNIT].to_numpy()
+    shown = [f"unit {plain(units[i])!r}: {plain(times[i - 1])!r} -> {plain(times[i])!r}" for i in gaps]
+    n_units = len(set(units[gaps].tolist()))
+    histories.warnings.append(f"{histories.source}: {len(gaps)} gap(s) in the time steps of {n_units} unit(s) (usual "
+                              f"step {step:g}): {list_items(shown, 5)}. Windows span them as if the readings were "
+                              "consecutive; fill in the missing cycles or split such units if that is wrong")
 
 
 def _handle_non_finite(histories: SensorHistories, impute: str) -> None:

@@ -66,25 +66,35 @@ class TabularSchema(StrictModel):
 
 
 def read_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """A DataFrame from a CSV/Parquet path (or a DataFrame, returned as is)."""
+    """A DataFrame from a CSV/Parquet path (or a copy of a DataFrame, index reset), column names as stripped
+    text; an empty table or two columns with one name are refused."""
     if isinstance(source, pd.DataFrame):
-        return source.reset_index(drop=True)
-    path = Path(source)
-    if not path.is_file():
-        raise DataError(f"table {path} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path, encoding="utf-8-sig")
-        elif suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
+        frame, where = source.reset_index(drop=True), "the DataFrame"
+    elif not isinstance(source, (str, Path)):
+        raise DataError(f"a table is a .csv/.parquet path or a pandas DataFrame, not a {type(source).__name__}")
+    else:
+        path = Path(source)
+        where = str(path)
+        if path.is_dir():
+            raise DataError(f"{path} is a folder; pass the .csv or .parquet table itself")
+        if not path.is_file():
+            raise DataError(f"table {path} does not exist")
+        suffix = path.suffix.lower()
+        if suffix not in (".csv", ".parquet", ".pq"):
             raise DataError(f"{path} is not a table; use a .csv or .parquet file")
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError) as exc:
-        raise DataError(f"cannot read table {path}: {exc}") from exc
+        try:
+            frame = pd.read_csv(path, encoding="utf-8-sig") if suffix == ".csv" else pd.read_parquet(path)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"table {path} is empty") from None
+        except Exception as exc:  # pandas/pyarrow raise many types for malformed files
+            raise DataError(f"cannot read table {path}: {exc}") from exc
     if frame.empty:
-        raise DataError(f"table {path} has no rows")
-    frame.columns = [str(c).strip() for c in frame.columns]
+        raise DataError(f"table {where} has no rows")
+    columns = [str(c).strip() for c in frame.columns]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise DataError(f"{where} has several columns named {repeated}; give every column its own name")
+    frame.columns = columns
     return frame
 
 

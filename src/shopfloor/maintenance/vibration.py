@@ -11,7 +11,10 @@ Two layouts are read by :func:`read_recordings`:
   its own channels. CSV and NPY carry no sampling rate: pass it (``sampling_rate``); a WAV's rate is
   checked against it.
 
-Every recording is checked: finite values, at least one segment long, one sampling rate for all.
+Every recording is checked: real numeric values (no text, complex or boolean arrays), finite, at least one
+segment long, one sampling rate for all. Arrays and files have one layout, ``(samples,)`` or ``(samples,
+channels)`` (:func:`signal_array`); a 2-D array with no more rows than columns looks like ``(channels, samples)``
+and is refused with a message, never transposed by guess.
 
 **Leak-free split.** Windows overlap, so splitting *windows* at random puts nearly identical
 samples on both sides. Instead each recording is cut in time: the first part feeds training, the
@@ -89,6 +92,8 @@ def _rate_from_path(path: Path) -> float | None:
 
 
 def _check_rate(path: Path, found: float | None, expected: float | None) -> float:
+    if found is not None and not (np.isfinite(found) and found > 0):
+        raise DataError(f"{path} gives a sampling rate of {found:g} Hz; it must be a positive number")
     if found is None and expected is None:
         raise DataError(f"the sampling rate of {path} is unknown: pass sampling_rate (--sampling-rate HZ)")
     if found is not None and expected is not None and abs(found - expected) > 1e-6 * expected:
@@ -103,6 +108,8 @@ def read_cwru_mat(path: str | Path, channels: Sequence[str] = ("DE",), sampling_
     from scipy.io import loadmat
 
     path = Path(path)
+    if not channels:
+        raise DataError("no channels given; name the CWRU channels to read (--channels DE or DE,FE)")
     try:
         content = loadmat(str(path))
     except Exception as exc:  # scipy raises several types for corrupt files
@@ -117,10 +124,23 @@ def read_cwru_mat(path: str | Path, channels: Sequence[str] = ("DE",), sampling_
             found = sorted(k for k in content if k.endswith("_time"))
             raise DataError(f"{path} has no {channel} channel (variables *_{channel}_time); it has {found}. "
                             "Choose channels among those (--channels DE,FE)")
-        rows.append(np.asarray(content[keys[0]], dtype=np.float64).ravel())
+        values = content[keys[0]]
+        if not isinstance(values, np.ndarray) or values.dtype.kind not in "iuf" or values.size == 0:
+            kind = values.dtype if isinstance(values, np.ndarray) else type(values).__name__
+            raise DataError(f"{path}: variable {keys[0]} holds {getattr(values, 'size', '?')} {kind} value(s); a "
+                            "channel must be a non-empty vector of real numbers")
+        rows.append(np.asarray(values, dtype=np.float64).ravel())
     length = min(len(r) for r in rows)
-    rpm = next((float(np.ravel(v)[0]) for k, v in content.items() if k.endswith("RPM")), None)
-    signal = np.stack([r[:length] for r in rows]).astype(np.float32)
+    rpm = None
+    for key, value in content.items():
+        if key.endswith("RPM"):
+            try:
+                rpm = float(np.ravel(value)[0])
+            except (TypeError, ValueError, IndexError):
+                rpm = None  # an unreadable speed is only metadata
+            break
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused by validate_recordings
+        signal = np.stack([r[:length] for r in rows]).astype(np.float32)
     rate = _check_rate(path, _rate_from_path(path), sampling_rate)
     label = cwru_label(path) if labelled else None
     return Recording(signal, rate, label, str(path), {"rpm": rpm} if rpm is not None else {})
@@ -144,20 +164,19 @@ def read_signal_file(path: str | Path, sampling_rate: float | None = None) -> Re
         data = np.asarray(data)
         if np.issubdtype(data.dtype, np.integer):
             data = data.astype(np.float64) / float(np.iinfo(data.dtype).max)
-        return Recording(_as_channels_first(data, path), _check_rate(path, float(rate), sampling_rate),
+        # a WAV's layout is fixed by the format: (frames,) or (frames, channels)
+        return Recording(signal_array(data, path, layout_known=True), _check_rate(path, float(rate), sampling_rate),
                          source=str(path))
     if suffix == ".npy":
         try:
             data = np.load(path, allow_pickle=False)
         except Exception as exc:
             raise DataError(f"cannot read NumPy file {path}: {exc}") from exc
-        if not np.issubdtype(data.dtype, np.number):
-            raise DataError(f"{path} holds {data.dtype} values; a signal must be numeric")
     elif suffix == ".csv":
         data = _read_csv_signal(path)
     else:
         raise DataError(f"{path} is not a signal file; use one of {', '.join(SIGNAL_EXTENSIONS)} or .mat")
-    return Recording(_as_channels_first(data, path), _check_rate(path, None, sampling_rate), source=str(path))
+    return Recording(signal_array(data, path), _check_rate(path, None, sampling_rate), source=str(path))
 
 
 def _read_csv_signal(path: Path) -> np.ndarray:
@@ -168,8 +187,11 @@ def _read_csv_signal(path: Path) -> np.ndarray:
         if frame.shape[0] and not all(_is_number(v) for v in frame.iloc[0]):
             frame = frame.iloc[1:]  # a header row
         return frame.apply(pd.to_numeric, errors="raise").to_numpy(dtype=np.float64)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path} must hold numbers only, one column per channel (an optional header row): {exc}")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty; a CSV signal holds one column of numbers per channel") from None
+    except Exception as exc:  # pandas raises many types for malformed text (ValueError, ParserError, TypeError...)
+        raise DataError(f"{path} must hold numbers only, one column per channel (an optional header row): "
+                        f"{exc}") from None
 
 
 def _is_number(value) -> bool:
@@ -180,15 +202,43 @@ def _is_number(value) -> bool:
         return False
 
 
-def _as_channels_first(data: np.ndarray, path: Path | str) -> np.ndarray:
-    data = np.asarray(data, dtype=np.float64)
-    if data.ndim == 1:
-        data = data[None, :]
-    elif data.ndim == 2:
-        data = data.T  # files store (samples, channels)
-    else:
-        raise DataError(f"{path} holds a {data.ndim}-D array; a signal is (samples,) or (samples, channels)")
-    return data.astype(np.float32)
+def signal_array(data, source: Path | str, layout_known: bool = False) -> np.ndarray:
+    """A signal given as ``(samples,)`` or ``(samples, channels)`` (files and arrays alike) as float32
+    ``(channels, samples)``.
+
+    Refused with a :class:`DataError`: non-numeric, complex or boolean values, other than 1 or 2 dimensions, no
+    samples or channels, and (unless ``layout_known``, as for WAV) a 2-D array with no more rows than columns,
+    which looks like ``(channels, samples)``: the message says to transpose it, the layout is never guessed.
+    """
+    data = np.asarray(data) if not isinstance(data, np.ndarray) else data
+    if data.dtype.kind not in "iuf":
+        raise DataError(f"{source} holds {data.dtype} values; a signal must be real numbers (integers or floats)")
+    if data.ndim not in (1, 2):
+        raise DataError(f"{source} holds a {data.ndim}-D array of shape {data.shape}; a signal is (samples,) or "
+                        "(samples, channels)")
+    if data.ndim == 2 and not layout_known and data.shape[1] > 1 and data.shape[0] <= data.shape[1]:
+        raise DataError(f"{source} holds a {data.shape[0]} x {data.shape[1]} array: no more rows than columns, so it "
+                        "looks like (channels, samples). Signals are (samples, channels), one column per channel, in "
+                        "files and arrays alike: pass array.T (or a 1-D array for one channel)")
+    data = data[None, :] if data.ndim == 1 else data.T
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise DataError(f"{source} holds no samples (shape {data.shape[::-1]}); a signal needs at least one sample "
+                        "per channel")
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused by validate_recordings
+        return data.astype(np.float32)
+
+
+_as_channels_first = signal_array  # the earlier name
+
+
+def segment_statistics(segments: np.ndarray, channels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Amplitude statistics of segments (n, C, L): per channel the RMS and the peak |x|, (n, 2C), and their names
+    (``DE_rms``, ``DE_peak``, ...): what the training ranges of a fault-diagnosis model cover."""
+    x = np.asarray(segments, dtype=np.float64)
+    rms = np.sqrt(np.mean(x ** 2, axis=2)) if x.size else np.zeros(x.shape[:2])
+    peak = np.abs(x).max(axis=2) if x.size else np.zeros(x.shape[:2])
+    values = np.stack([rms, peak], axis=2).reshape(len(x), -1)
+    return values, [f"{c}_{stat}" for c in channels for stat in ("rms", "peak")]
 
 
 def _label_folders(root: Path) -> list[Path]:

@@ -13,7 +13,9 @@ on — and stored in the graph.
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -28,9 +30,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from shopfloor.core.artifact import fingerprint_arrays
 from shopfloor.core.config import StrictModel, TrainingConfig
 from shopfloor.core.errors import DataError
-from shopfloor.core.task import OnnxSignature, Task, batched, to_jsonable
+from shopfloor.core.ranges import InputRanges
+from shopfloor.core.task import OnnxSignature, Task, batched, read_inputs, to_jsonable
 from shopfloor.core.training import SupervisedModule, fit_supervised, seed_everything
 
+from ..checks import describe_id_like, id_like_columns, list_items
 from ..tabular import (
     AI4I_DERIVED,
     AI4I_ID_COLUMNS,
@@ -44,6 +48,13 @@ from ..tabular import (
     require_columns,
 )
 from .models import FailureEnsemble, PackedInput, TabularFeatures, TabularNet
+
+log = logging.getLogger(__name__)
+
+# a failure alarm that fires on more than this share of the normal out-of-fold records cannot work (training warning)
+MAX_NORMAL_ALARM_RATE = 0.5
+# a threshold chosen on fewer failure records than this is a guess (training warning)
+MIN_THRESHOLD_POSITIVES = 20
 
 
 class FailureTrainingConfig(TrainingConfig):
@@ -137,6 +148,21 @@ def binary_metrics(y: np.ndarray, alarm: np.ndarray, probability: np.ndarray) ->
     }
 
 
+def _input_name(index: int, item: Any) -> str:
+    """How a predict input is named in messages, result rows and skipped rows."""
+    return f"<DataFrame {index}>" if isinstance(item, pd.DataFrame) else str(item)
+
+
+def _inputs_note(schema: TabularSchema, id_columns: Sequence[str]) -> str:
+    """The training note that lists the model's inputs (so an unintended column is seen at once)."""
+    derived = [str(d) for d in schema.derived]
+    return (f"model inputs: {len(schema.numeric)} numeric [{', '.join(schema.numeric)}], {len(schema.categorical)} "
+            f"categorical [{', '.join(schema.categorical)}]" + (f", derived [{'; '.join(derived)}]" if derived else "")
+            + (f"; left out as identifiers: [{', '.join(id_columns)}]" if id_columns else "")
+            + (f"; dropped as constant: [{', '.join(schema.dropped_constant)}]" if schema.dropped_constant else "")
+            + ". Choose them with --features or leave columns out with --id-columns")
+
+
 class FailurePrediction(Task):
     """Tabular failure prediction with per-mode outputs and stored thresholds (see module docstring)."""
 
@@ -216,11 +242,19 @@ class FailurePrediction(Task):
         frame = read_table(data)
         modes, derived, ordinal = self._resolve_columns(frame)
         exclude = [cfg.target, *modes, *cfg.id_columns]
+        soft = self._check_id_like(frame, exclude) if cfg.features is None else []
         schema = fit_schema(frame, exclude, cfg.features, derived, cfg.impute, cfg.max_categories, ordinal)
         self.state = {"schema": schema.model_dump(), "modes": modes, "target": cfg.target, "n_members": 1,
                       "example_numeric": [0.0] * len(schema.numeric)}
         numeric, categorical = self._inputs(frame)
         targets = self._targets(frame, modes)
+        self.state["training_columns"] = [str(c) for c in frame.columns]
+        self.state["notes"] = [_inputs_note(schema, [c for c in cfg.id_columns if c in frame.columns])]
+        log.info("%s", self.state["notes"][0])
+        self.state["input_ranges"] = InputRanges.fit(numeric, schema.numeric).to_state()
+        for message in soft:
+            self.note_warning(message)
+        self._check_duplicates(frame)
         positives = int(targets[:, 0].sum())
         if positives < max(2, cfg.folds) or positives == len(frame):
             raise DataError(f"column {cfg.target!r} has {positives} failures in {len(frame)} rows; training needs "
@@ -253,6 +287,40 @@ class FailurePrediction(Task):
         if out_dir is not None:
             self.save(out_dir)
         return self
+
+    def _check_id_like(self, frame: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
+        """Inferred feature columns that look like identifiers: refused when they clearly are (a row counter, an
+        id unique per row); returned as warnings when they may be real effects (a repeating batch number...)."""
+        id_columns = list(self.config.id_columns)
+        candidates = [c for c in frame.columns if c not in set(exclude)]
+        found = id_like_columns(frame, candidates)
+
+        def fix(names) -> str:
+            return f"--id-columns '{','.join(dict.fromkeys([*id_columns, *names]))}'"
+
+        refused = [f for f in found if f.refuse]
+        if refused:
+            raise DataError(f"column(s) {describe_id_like(refused)} look like identifiers, not features: the model "
+                            "would learn the row order instead of the process. Leave them out with "
+                            f"{fix(f.column for f in refused)}, or choose the inputs with --features")
+        return [f"feature column {describe_id_like([f])} is a model input; if it is an identifier, leave it out "
+                f"with {fix([f.column])}" for f in found]
+
+    def _check_duplicates(self, frame: pd.DataFrame) -> None:
+        """Records that repeat an earlier one in every column but the identifiers: a warning kept in the model."""
+        columns = [c for c in frame.columns if c not in set(self.config.id_columns)]
+        hashes = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+        copies = np.flatnonzero(pd.Series(hashes).duplicated().to_numpy())
+        if not len(copies):
+            return
+        first = {}
+        for row, value in enumerate(hashes):
+            first.setdefault(value, row)
+        pairs = [f"{row} = {first[hashes[row]]}" for row in copies]
+        self.note_warning(f"{len(copies)} of {len(frame)} records repeat an earlier record in every column but the "
+                          f"identifiers (rows {list_items(pairs, 5)}): a copy can sit on the other side of a "
+                          "cross-fitting fold, which makes the out-of-fold thresholds and validation scores "
+                          "optimistic. Drop them (DataFrame.drop_duplicates) unless they are real repeated records")
 
     def _folds(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         from sklearn.model_selection import StratifiedKFold
@@ -304,21 +372,57 @@ class FailurePrediction(Task):
         self.state["validation"] = {f"val_{k}": v for k, v in validation.items() if k in ("f1", "precision", "recall",
                                                                                            "pr_auc", "roc_auc")}
         self.state["validation"]["val_mode_f1"] = dict(zip(self.modes, f1s[1:]))
+        normal = y[:, 0] == 0
+        rate = float(alarm[normal].mean()) if normal.any() else 0.0
+        self.state["validation"]["val_normal_alarm_rate"] = rate
+        self._check_thresholds(y, alarm, rate, thresholds[0], in_alarm)
+
+    def _check_thresholds(self, y: np.ndarray, alarm: np.ndarray, rate: float, threshold: float,
+                          in_alarm: Sequence[bool]) -> None:
+        """Training warnings for alarm rules that cannot work: one firing on most normal records, or chosen on
+        too few failures (the model is saved either way; the warnings stay in it)."""
+        normal = y[:, 0] == 0
+        if rate > MAX_NORMAL_ALARM_RATE:
+            self.note_warning(
+                f"the failure alarm (threshold {threshold:.3g}) fires on {rate:.0%} of the normal out-of-fold records "
+                f"({int(alarm[normal].sum())} of {int(normal.sum())}; the limit is {MAX_NORMAL_ALARM_RATE:.0%}): the "
+                "best F1 is close to alarming on everything, so the features barely tell failures from normal "
+                "records. Collect more failure examples or features that explain them, or use another rule "
+                "(evaluate --threshold on held-out data)")
+        positives = int(y[:, 0].sum())
+        if positives < MIN_THRESHOLD_POSITIVES:
+            self.note_warning(
+                f"the failure threshold was chosen on only {positives} failure record(s) (fewer than "
+                f"{MIN_THRESHOLD_POSITIVES}), so its precision and recall are guesses; collect more failure examples "
+                "and check the alarm with evaluate on held-out records before relying on it")
+        few = [f"{m} ({int(y[:, j + 1].sum())})" for j, (m, used) in enumerate(zip(self.modes, in_alarm))
+               if used and y[:, j + 1].sum() < MIN_THRESHOLD_POSITIVES]
+        if few:
+            self.note_warning(
+                f"failure mode(s) {', '.join(few)} raise the failure alarm on thresholds chosen on fewer than "
+                f"{MIN_THRESHOLD_POSITIVES} records each; collect more examples, or keep them out of the alarm with a "
+                "higher --alarm-mode-min-f1")
 
     # ----------------------------------------------------------------- inference
     def _run(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        numeric, categorical = self._inputs(frame)
+        return self._run_encoded(*self._inputs(frame))
+
+    def _run_encoded(self, numeric: np.ndarray, categorical: np.ndarray) -> dict[str, np.ndarray]:
         names = set(self.runtime.input_names)
         batches = ({k: v for k, v in (("numeric", numeric[sl]), ("categorical", categorical[sl])) if k in names}
-                   for sl in batched(len(frame), 4096))
+                   for sl in batched(len(numeric), 4096))
         return self.runtime.run_batches(batches)
 
     def evaluate(self, data: str | Path | pd.DataFrame, report_dir: str | Path | None = None,
                  **options: Any) -> dict[str, Any]:
         opts = self.EvaluateOptions(**options)
         frame = read_table(data)
+        source = str(data) if not isinstance(data, pd.DataFrame) else "<DataFrame>"
+        self._warn_unknown_columns(frame, source)
         y = self._targets(frame, self.modes)
-        out = self._run(frame)
+        numeric, categorical = self._inputs(frame)
+        flagged = self.flag_out_of_range("input_ranges", [f"{source} row {i}" for i in range(len(frame))], numeric)
+        out = self._run_encoded(numeric, categorical)
         probability, alarm = out["failure_probability"], out["failure_alarm"].astype(int)
         if opts.threshold is not None:
             alarm = (probability >= opts.threshold).astype(int)
@@ -333,6 +437,7 @@ class FailurePrediction(Task):
             per_mode[mode] = entry
         metrics["per_mode"] = per_mode
         metrics["n_test"] = int(len(frame))
+        metrics["n_out_of_range"] = sum(1 for f in flagged if f) if "input_ranges" in self.state else None
         if report_dir is not None:
             metrics["report"] = str(self._write_report(Path(report_dir), y, out, alarm, metrics, frame))
         return to_jsonable(metrics)
@@ -375,24 +480,60 @@ class FailurePrediction(Task):
         return report.write()
 
     def predict(self, inputs: Sequence[str | Path | pd.DataFrame], out_dir: str | Path | None = None,
-                explain: bool = False) -> list[dict[str, Any]]:
-        """One result per record of each input table: failure probability, alarm, mode probabilities;
-        with ``explain``, integrated-gradients attribution of the failure probability per feature."""
-        results = []
-        for item in inputs:
-            frame = read_table(item)
-            out = self._run(frame)
+                explain: bool = False, skip_bad: bool = False) -> list[dict[str, Any]]:
+        """One result per record of each input table (one path or DataFrame is one input): failure probability,
+        alarm, mode probabilities; with ``explain``, integrated-gradients attribution of the failure probability
+        per feature. A table that cannot be read or encoded refuses the batch (all problems listed); with
+        ``skip_bad`` it is skipped and reported as a row ``{"input", "skipped": True, "error"}``. Records far
+        outside the training ranges are flagged (``out_of_range``), refused when ``strict``."""
+        if isinstance(inputs, (str, Path, pd.DataFrame)):
+            inputs = [inputs]
+        items = list(enumerate(inputs))
+
+        def read(pair: tuple[int, Any]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, str]:
+            frame = read_table(pair[1])
+            source = _input_name(*pair)
+            self._warn_unknown_columns(frame, source)
+            return (frame, *self._inputs(frame), source)
+
+        kept, skipped = read_inputs(items, read, skip_bad, name=lambda pair: _input_name(*pair))
+        records = [f"{source} row {i}" for _, (frame, _, _, source) in kept for i in range(len(frame))]
+        numeric_all = [numeric for _, (_, numeric, _, _) in kept]
+        flagged = iter(self.flag_out_of_range(
+            "input_ranges", records,
+            np.concatenate(numeric_all) if numeric_all else np.zeros((0, len(self.schema.numeric)))))
+        mark = "input_ranges" in self.state
+        rows_of: dict[int, list[dict[str, Any]]] = {}
+        for index, (frame, numeric, categorical, source) in kept:
+            out = self._run_encoded(numeric, categorical)
             attributions = self._attributions(frame) if explain else None
-            source = str(item) if not isinstance(item, pd.DataFrame) else "<dataframe>"
+            rows = rows_of[index] = []
             for i in range(len(frame)):
                 modes = {m: float(out["mode_probabilities"][i, j]) for j, m in enumerate(self.modes)}
                 result = {"input": source, "row": i, "failure": bool(out["failure_alarm"][i]),
                           "probability": float(out["failure_probability"][i]), "modes": modes,
                           "modes_alarmed": [m for j, m in enumerate(self.modes) if out["mode_alarms"][i, j]]}
+                columns = next(flagged)
+                if mark:
+                    self.mark_out_of_range([result], [columns])
                 if attributions is not None:
                     result["attribution"] = attributions[i]
-                results.append(result)
+                rows.append(result)
+        bad = iter(skipped)
+        results = []
+        for index, _ in items:
+            results.extend(rows_of[index] if index in rows_of else [next(bad)])
         return results
+
+    def _warn_unknown_columns(self, frame: pd.DataFrame, source: str) -> None:
+        """Name the columns the model never saw in training (they are ignored), so a misnamed column is not
+        silently dropped; missing ones are refused by the encoder."""
+        known = set(self.state.get("training_columns") or [])
+        unknown = [c for c in frame.columns if known and c not in known]
+        if unknown:
+            expected = [*self.schema.numeric, *self.schema.categorical]
+            warnings.warn(f"{source}: column(s) {list_items(unknown)} were not in the training data and are ignored; "
+                          f"the model reads {list_items(expected, 30)}", UserWarning, stacklevel=3)
 
     def _attributions(self, frame: pd.DataFrame) -> list[dict[str, float]]:
         """Integrated gradients of the failure probability w.r.t. the raw numeric features (baseline:

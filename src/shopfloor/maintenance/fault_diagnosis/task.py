@@ -24,16 +24,21 @@ from shopfloor.core.config import StrictModel, TrainingConfig
 from shopfloor.core.errors import DataError
 from shopfloor.core.heads import SoftmaxOutput
 from shopfloor.core.metrics import classification_metrics
-from shopfloor.core.task import OnnxSignature, Task, batched, to_jsonable
+from shopfloor.core.ranges import InputRanges
+from shopfloor.core.task import OnnxSignature, Task, batched, read_inputs, to_jsonable
 from shopfloor.core.training import SupervisedModule, fit_supervised, seed_everything
 
+from ..checks import extreme_values, list_items
 from ..vibration import (
+    SIGNAL_EXTENSIONS,
     Recording,
     read_cwru_mat,
     read_recordings,
     read_signal_file,
     segment,
     segment_region,
+    segment_statistics,
+    signal_array,
     validate_recordings,
 )
 from .augment import SignalAugment, add_noise_at_snr
@@ -106,6 +111,13 @@ class FaultDiagnosis(Task):
     def classes(self) -> list[str]:
         return self.state["classes"]
 
+    @property
+    def channel_names(self) -> list[str]:
+        """One name per input channel: the CWRU channels read, else ``channel_0``, ``channel_1``..."""
+        names = list(self.state.get("channels") or [])
+        n = self.state["n_channels"]
+        return names if len(names) == n else [f"channel_{i}" for i in range(n)]
+
     # ----------------------------------------------------------------- model
     def build_model(self) -> nn.Module:
         cfg = self.config
@@ -164,11 +176,14 @@ class FaultDiagnosis(Task):
             "input": {"name": "signal", "layout": "(batch, channels, samples)", "dtype": "float32",
                       "samples": cfg.segment_length, "units": "raw sensor units; standardised inside the graph"},
         }
+        self._check_duplicates(recordings)
         x_train, y_train = self._region(recordings, "train", cfg.train_stride)
         x_val, y_val = self._region(recordings, "val", cfg.eval_stride)
         missing = sorted(set(classes) - {classes[i] for i in np.unique(y_train)})
         if missing:
             raise DataError(f"classes {missing} have no training segments")
+        statistics, names = segment_statistics(x_train, self.channel_names)  # clean training segments
+        self.state["input_ranges"] = InputRanges.fit(statistics, names).to_state()
         augment = SignalAugment((cfg.snr_db_min, cfg.snr_db_max), cfg.noise_probability,
                                 (cfg.scale_min, cfg.scale_max)) if cfg.augment else None
         if augment is not None:  # validate on clean and noisy copies so early stopping rewards robustness
@@ -209,6 +224,36 @@ class FaultDiagnosis(Task):
             self.save(out_dir)
         return self
 
+    def _check_duplicates(self, recordings: Sequence[Recording]) -> None:
+        """The same signal twice: under two classes it is a contradictory label (refused); under one it counts
+        twice in training and test (a warning kept in the model)."""
+        by_hash: dict[str, list[Recording]] = {}
+        for rec in recordings:
+            by_hash.setdefault(_recording_hash(rec), []).append(rec)
+        repeated = [group for group in by_hash.values() if len(group) > 1]
+        conflicting = [g for g in repeated if len({r.label for r in g}) > 1]
+        if conflicting:
+            listed = list_items([" = ".join(f"{r.source} ({r.label})" for r in g) for g in conflicting], 5)
+            raise DataError(f"{len(conflicting)} recording(s) appear under different classes with identical "
+                            f"samples: {listed}. A signal has one class; remove the wrong copies")
+        if repeated:
+            listed = list_items([" = ".join(r.source for r in g) for g in repeated], 5)
+            self.note_warning(f"{sum(len(g) - 1 for g in repeated)} recording(s) are exact copies of others: {listed}. "
+                              "Copies count twice in training and in the test tail; remove them unless intended")
+
+    def _flag_recordings(self, records: list[str], segments: list[np.ndarray]) -> list[list[str]]:
+        """Flag (warn about, or with ``strict`` refuse) the recordings with a segment whose amplitude statistics
+        (RMS, peak |x| per channel) lie far outside the training ranges; none for models saved before them."""
+        ranges = InputRanges.from_state(self.state.get("input_ranges"))
+        if ranges is None or not records:
+            return [[] for _ in records]
+        low, high = [], []
+        for x in segments:
+            statistics, _ = segment_statistics(x, self.channel_names)
+            low.append(statistics.min(axis=0))
+            high.append(statistics.max(axis=0))
+        return self.flag_out_of_range("input_ranges", records, extreme_values(np.stack(low), np.stack(high), ranges))
+
     def _probabilities(self, segments: np.ndarray) -> np.ndarray:
         """Class probabilities of raw segments (n, channels, samples) through ONNX Runtime."""
         out = [self.runtime.run(signal=np.ascontiguousarray(segments[sl], dtype=np.float32))["probabilities"]
@@ -228,10 +273,13 @@ class FaultDiagnosis(Task):
             if reused:
                 raise DataError(f"{len(reused)} recording(s) were used in training (e.g. {reused[0]}); scoring them "
                                 "whole would leak. Use --segments test (the held-out tail) or other recordings")
-        x, y = self._region(recordings, opts.segments, self.config.eval_stride)
+        parts = [self._region([rec], opts.segments, self.config.eval_stride) for rec in recordings]
+        flagged = self._flag_recordings([r.source for r in recordings], [x for x, _ in parts])
+        x, y = np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
         probs = self._probabilities(x)
         metrics = classification_metrics(y, probs.argmax(1), probs, self.classes)
         metrics["segments"] = opts.segments
+        metrics["n_out_of_range"] = sum(1 for f in flagged if f) if "input_ranges" in self.state else None
         noisy_predictions = {}
         for k, snr in enumerate(opts.snr_db):
             generator = torch.Generator().manual_seed(opts.noise_seed + k)
@@ -274,17 +322,29 @@ class FaultDiagnosis(Task):
                       "integrated gradients of the predicted class: which parts of each segment drove it")
         return report.write()
 
-    def predict(self, inputs: Sequence[str | Path | np.ndarray], out_dir: str | Path | None = None,
-                explain: bool = False) -> list[dict[str, Any]]:
-        """One diagnosis per input signal (file or array (samples,) / (channels, samples)): the mean
-        class probabilities over its non-overlapping segments, and the per-segment votes."""
-        results = []
+    def predict(self, inputs: Sequence[str | Path | np.ndarray | Recording], out_dir: str | Path | None = None,
+                explain: bool = False, skip_bad: bool = False) -> list[dict[str, Any]]:
+        """One diagnosis per input signal (a file, a folder of signal files, or an array ``(samples,)`` /
+        ``(samples, channels)`` like the files; one path or array is one input): the mean class probabilities over
+        its non-overlapping segments, and the per-segment votes. An input that cannot be read or used refuses the
+        batch (all problems listed); with ``skip_bad`` it is skipped and reported as a row ``{"input", "skipped":
+        True, "error"}``. Inputs whose amplitude lies far outside the training range are flagged
+        (``out_of_range``), refused when ``strict``."""
+        if isinstance(inputs, (str, Path, np.ndarray, Recording)):
+            inputs = [inputs]
+        items = list(enumerate(self._expand_folders(list(inputs))))
         length = self.config.segment_length
-        for item in inputs:
-            rec = self._read_one(item)
+
+        def read(pair: tuple[int, Any]) -> tuple[Recording, np.ndarray]:
+            rec = self._read_one(pair[1], pair[0])
             if rec.n_samples < length:
                 raise DataError(f"{rec.source} has {rec.n_samples} samples, shorter than one segment of {length}")
-            segments = segment(rec.signal, length, length)
+            return rec, segment(rec.signal, length, length)
+
+        kept, skipped = read_inputs(items, read, skip_bad, name=lambda pair: _input_name(*pair))
+        flagged = self._flag_recordings([rec.source for _, (rec, _) in kept], [x for _, (_, x) in kept])
+        rows_of = {}
+        for (index, (rec, segments)), columns in zip(kept, flagged):
             probs = self._probabilities(segments)
             mean = probs.mean(axis=0)
             k = int(mean.argmax())
@@ -293,23 +353,53 @@ class FaultDiagnosis(Task):
                       "probabilities": {c: float(v) for c, v in zip(self.classes, mean)},
                       "n_segments": int(len(segments)),
                       "segment_votes": {c: int(v) for c, v in zip(self.classes, votes) if v}}
+            if "input_ranges" in self.state:
+                self.mark_out_of_range([result], [columns])
             if explain:
                 result["channel_attribution"] = self._channel_attribution(segments, k)
-            results.append(result)
-        return results
+            rows_of[index] = result
+        bad = iter(skipped)
+        return [rows_of[index] if index in rows_of else next(bad) for index, _ in items]
 
-    def _read_one(self, item: str | Path | np.ndarray) -> Recording:
+    @staticmethod
+    def _expand_folders(inputs: list[Any]) -> list[Any]:
+        """A folder stands for the signal files under it (sorted); everything else is kept as given."""
+        expanded: list[Any] = []
+        for item in inputs:
+            if isinstance(item, (str, Path)) and Path(item).is_dir():
+                files = sorted(p for p in Path(item).rglob("*") if p.is_file() and not p.name.startswith(".")
+                               and p.suffix.lower() in (*SIGNAL_EXTENSIONS, ".mat"))
+                expanded.extend(files or [item])  # an empty folder stays, to be reported as unreadable
+            else:
+                expanded.append(item)
+        return expanded
+
+    def _read_one(self, item: str | Path | np.ndarray | Recording, index: int = 0) -> Recording:
+        """One predict input as a validated recording at the model's rate and channel count."""
         rate = self.state["sampling_rate"]
-        if isinstance(item, np.ndarray):
-            signal = item[None, :] if item.ndim == 1 else item
-            rec = Recording(np.asarray(signal, dtype=np.float32), rate)
-        elif Path(item).suffix.lower() == ".mat":
-            rec = read_cwru_mat(item, self.state.get("channels", self.config.channels), rate, labelled=False)
+        if isinstance(item, Recording):
+            rec = Recording(signal_array(np.asarray(item.signal).T, item.source, layout_known=True), item.sampling_rate,
+                            item.label, item.source)
+            if abs(rec.sampling_rate - rate) > 1e-6 * rate:
+                raise DataError(f"{rec.source} is sampled at {rec.sampling_rate:g} Hz but the model was trained at "
+                                f"{rate:g} Hz; resample the recording")
+        elif isinstance(item, np.ndarray):
+            rec = Recording(signal_array(item, f"<array {index}>"), rate, source=f"<array {index}>")
+        elif isinstance(item, (str, Path)):
+            if Path(item).is_dir():
+                raise DataError(f"{item} is a folder without .csv/.npy/.wav/.mat signal files")
+            if Path(item).suffix.lower() == ".mat":
+                rec = read_cwru_mat(item, self.state.get("channels", self.config.channels), rate, labelled=False)
+            else:
+                rec = read_signal_file(item, rate)
         else:
-            rec = read_signal_file(item, rate)
+            raise DataError(f"input {index} is a {type(item).__name__}; give a signal file path or a numpy array "
+                            "(samples,) or (samples, channels)")
         validate_recordings([rec])
         if rec.n_channels != self.state["n_channels"]:
-            raise DataError(f"{rec.source} has {rec.n_channels} channels, the model expects {self.state['n_channels']}")
+            raise DataError(f"{rec.source} has {rec.n_channels} channel(s), the model expects "
+                            f"{self.state['n_channels']} ({', '.join(self.channel_names)}); arrays and files are "
+                            "(samples, channels)")
         return rec
 
     def _attributions(self, segments: np.ndarray, targets: Sequence[int]) -> np.ndarray:
@@ -355,6 +445,13 @@ class FaultDiagnosis(Task):
                 "accuracy_snr_0": metrics["accuracy_snr_0"], "n_test": metrics["n_test"],
                 "model": str(out_dir / "model"), "report": metrics["report"],
                 "prediction_inner_race": predictions[0]["label"]}
+
+
+def _input_name(index: int, item: Any) -> str:
+    """How a predict input is named in messages and skipped rows."""
+    if isinstance(item, np.ndarray):
+        return f"<array {index}>"
+    return item.source if isinstance(item, Recording) else str(item)
 
 
 def _attribution_figure(segments: np.ndarray, attributions: np.ndarray, titles: Sequence[str], sampling_rate: float):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -31,10 +32,12 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from shopfloor.core.artifact import fingerprint_arrays
 from shopfloor.core.config import StrictModel, TrainingConfig
 from shopfloor.core.errors import DataError
-from shopfloor.core.task import OnnxSignature, Task, batched, to_jsonable
+from shopfloor.core.ranges import InputRanges
+from shopfloor.core.task import OnnxSignature, Task, batched, read_inputs, to_jsonable
 from shopfloor.core.training import SupervisedModule, fit_supervised, seed_everything
 
-from ..histories import TIME, UNIT, HistorySpec, SensorHistories, load_histories, plain
+from ..checks import extreme_values, list_items
+from ..histories import RUL, TIME, UNIT, HistorySpec, SensorHistories, load_histories, plain
 from ..sequence import SEQUENCE_MODELS, build_sequence_model
 from ..windows import (
     DEFAULT_RUL_CAP,
@@ -96,6 +99,23 @@ class RULConfig(StrictModel):
         "the conformal quantile of the held-out absolute errors, the same for every unit")
     explain_units: int = Field(6, ge=0, description="test units whose trajectories and attributions the report shows")
     training: RULTrainingConfig = RULTrainingConfig()
+
+
+def _input_name(index: int, item: Any) -> str:
+    """How a predict input is named in messages and skipped rows."""
+    if isinstance(item, pd.DataFrame):
+        return f"<DataFrame {index}>"
+    return item.source if isinstance(item, SensorHistories) else str(item)
+
+
+def _inputs_note(settings: list[str], sensors: list[str], dropped: list[str]) -> str:
+    """The training note that lists the model's inputs (so an unintended column is seen at once)."""
+    age = TIME in sensors
+    sensors = [s for s in sensors if s != TIME]
+    return (f"model inputs: {len(settings)} setting(s) [{', '.join(settings)}], {len(sensors)} sensor(s) "
+            f"[{', '.join(sensors)}]" + (", and the time column (age)" if age else "")
+            + (f"; dropped as constant: [{', '.join(dropped)}]" if dropped else "")
+            + ". Leave columns out with --id-columns or choose them with --sensor-columns")
 
 
 class EvaluateOptions(StrictModel):
@@ -280,10 +300,24 @@ class RemainingUsefulLife(Task):
         return OnnxSignature(example_inputs=(example,), input_names=["window"], output_names=OUTPUTS)
 
     def _read(self, data: Any, split: Literal["train", "test"]) -> SensorHistories:
-        expected = self.data_columns if self.state else None
-        histories = load_histories(data, self.config.data, split, expected_features=expected)
+        """Read and check ``data``; for a fitted model (``split="test"``) only its columns are required, columns
+        it never saw are named in a warning, and the reader's soft problems are warnings (at training they are
+        raised by :meth:`fit` through ``note_warning``, so the artifact keeps them)."""
+        fitted = split == "test" and "features" in self.state
+        histories = load_histories(data, self.config.data, split,
+                                   expected_features=self.data_columns if fitted else None)
         for note in histories.notes:
             log.info("%s", note)
+        if fitted:
+            for message in histories.warnings:
+                warnings.warn(message, UserWarning, stacklevel=3)
+            known = set(self.state.get("training_columns") or [])
+            unknown = [c for c in histories.columns if known and c not in known
+                       and c not in (self.config.data.rul_column, UNIT, TIME, RUL)]
+            if unknown:
+                warnings.warn(f"{histories.source}: column(s) {list_items(unknown)} were not in the training data and "
+                              f"are ignored; the model reads {list_items(self.data_columns, 30)}", UserWarning,
+                              stacklevel=3)
         return histories
 
     def _windows(self, histories: SensorHistories, last_n: int | None = None, stride: int = 1,
@@ -320,7 +354,33 @@ class RemainingUsefulLife(Task):
                         windows.padded[last])
         result = {k: v[last] for k, v in combined.items()}
         result["rul_single_window"] = outputs["rul"][last]
+        columns = self._range_columns
+        if columns:  # each unit's lowest and highest raw reading over the rows its estimate read
+            index = [self.features.index(c) for c in columns]
+            groups = pd.Series(windows.unit).to_numpy()
+            for key, reduce in (("input_low", "min"), ("input_high", "max")):
+                per_window = getattr(windows.x[:, :, index], reduce)(axis=1)
+                result[key] = pd.DataFrame(per_window).groupby(groups, sort=False).agg(reduce).to_numpy()
         return final, result
+
+    @property
+    def _range_columns(self) -> list[str]:
+        """The columns whose training ranges are stored (none for models saved before ranges were)."""
+        stored = self.state.get("input_ranges")
+        columns = list(stored["columns"]) if stored else []
+        return columns if all(c in self.features for c in columns) else []
+
+    def _flag_units(self, records: list[str], estimates: list[dict[str, np.ndarray]]) -> list[list[str]]:
+        """Flag (warn about, or with ``strict`` refuse) the units whose readings lie far outside the training
+        ranges; ``estimates`` are :meth:`unit_estimates` outputs, one per input, in the order of ``records``."""
+        ranges = InputRanges.from_state(self.state.get("input_ranges"))
+        if ranges is None or not self._range_columns:
+            return [[] for _ in records]
+        if not records:
+            return []
+        low = np.concatenate([e["input_low"] for e in estimates])
+        high = np.concatenate([e["input_high"] for e in estimates])
+        return self.flag_out_of_range("input_ranges", records, extreme_values(low, high, ranges))
 
     def _estimates(self, model: nn.Module, windows: Windows) -> dict[str, np.ndarray]:
         """Combined estimates (:func:`combine_recent`) of a torch ensemble or of one member on training-time
@@ -341,6 +401,7 @@ class RemainingUsefulLife(Task):
         histories = self._read(data, "train")
         if not histories.has_rul:
             raise DataError(f"{histories.source} has no RUL information to train on")
+        raw_inputs = list(histories.features)
         if cfg.age_feature:
             histories = dataclasses.replace(histories, sensors=[*histories.sensors, TIME])
         normalizer_fit = fit_condition_normalizer(histories, cfg.operating_conditions, seed=train_cfg.seed)
@@ -354,7 +415,9 @@ class RemainingUsefulLife(Task):
             "dropped_sensors": normalizer_fit.dropped_sensors,
             "n_conditions": len(normalizer_fit.condition_counts),
             "condition_counts": normalizer_fit.condition_counts,
-            "notes": histories.notes,
+            "notes": [*histories.notes, _inputs_note(normalizer_fit.settings, normalizer_fit.sensors,
+                                                     normalizer_fit.dropped_sensors)],
+            "training_columns": list(histories.columns),
             "n_train_units": len(train_units),
             "latest_start_time": float(history_starts(histories).max()),
             "n_val_units": len(val_units),
@@ -367,6 +430,12 @@ class RemainingUsefulLife(Task):
                       "time": "the unit's time column (cycles since its history began)" if cfg.age_feature
                       else "unused"},
         }
+        log.info("%s", self.state["notes"][-1])
+        ranged = [c for c in normalizer_fit.features if c in raw_inputs]  # raw settings and sensors, not the age
+        self.state["input_ranges"] = InputRanges.fit(histories.frame[ranged].to_numpy(dtype=np.float64),
+                                                     ranged).to_state()
+        for message in histories.warnings:
+            self.note_warning(message)
         self.data_fingerprint = fingerprint_arrays(pd.util.hash_pandas_object(histories.frame, index=False).to_numpy())
         log_dir = Path(out_dir) / "training" if out_dir is not None else None
         features = WindowFeatures(normalizer_fit.module, cfg.baseline_cycles)
@@ -447,6 +516,7 @@ class RemainingUsefulLife(Task):
                             "table "
                             f"with a {self.config.data.rul_column!r} column (at least at each unit's last row)")
         last, out = self.unit_estimates(histories)
+        flagged = self._flag_units([f"{histories.source} unit {plain(u)!r}" for u in last.unit], [out])
         cap = self.config.rul_cap
         capped = piecewise_rul(last.rul, cap)
         metrics = rul_metrics(capped, out["rul"], out["lower"], out["upper"])
@@ -464,6 +534,7 @@ class RemainingUsefulLife(Task):
             "interval_level": self.config.interval_level,
             "n_units": int(len(last)),
             "n_padded_units": int(last.padded.sum()),
+            "n_out_of_range": sum(1 for f in flagged if f) if self._range_columns else None,
             "rul_cap": cap,
             "protocol": "each unit at its last cycle; truth capped at rul_cap (*_raw: as given)",
         }
@@ -475,26 +546,45 @@ class RemainingUsefulLife(Task):
         return to_jsonable(result)
 
     def predict(self, inputs: Sequence[Any], out_dir: str | Path | None = None,
-                explain: bool = False) -> list[dict[str, Any]]:
+                explain: bool = False, skip_bad: bool = False) -> list[dict[str, Any]]:
         """RUL and interval for the most recent window of every unit in each input (CSV/Parquet/C-MAPSS
-        file or DataFrame of recent cycles). With ``explain``, the sensors that drove each prediction."""
+        file or DataFrame of recent cycles; one path or frame is one input). With ``explain``, the sensors that
+        drove each prediction. An input that cannot be read or used refuses the batch (all problems listed);
+        with ``skip_bad`` it is skipped and reported as a row ``{"input", "skipped": True, "error"}``. Units whose
+        readings lie far outside the training ranges are flagged (``out_of_range``), refused when ``strict``."""
         results: list[dict[str, Any]] = []
-        if isinstance(inputs, (str, Path, pd.DataFrame)):
+        if isinstance(inputs, (str, Path, pd.DataFrame, SensorHistories)):
             inputs = [inputs]
-        for item in inputs:
-            histories = self._read(item, "test")
-            last, out = self.unit_estimates(histories)
+        items = list(enumerate(inputs))
+
+        def read(pair: tuple[int, Any]) -> tuple[SensorHistories, Windows, dict[str, np.ndarray]]:
+            histories = self._read(pair[1], "test")
+            return (histories, *self.unit_estimates(histories))
+
+        kept, skipped = read_inputs(items, read, skip_bad, name=lambda pair: _input_name(*pair))
+        records = [f"{h.source} unit {plain(u)!r}" for _, (h, last, _) in kept for u in last.unit]
+        flagged = iter(self._flag_units(records, [out for _, (_, _, out) in kept]))
+        mark = bool(self._range_columns)
+        rows_of: dict[int, list[dict[str, Any]]] = {}
+        for index, (histories, last, out) in kept:
             attributions = self.sensor_attributions(last.x) if explain else None
+            rows = rows_of[index] = []
             for i in range(len(last)):
                 row = {"input": histories.source, "unit": last.unit[i], "last_time": last.end_time[i],
                        "rul": out["rul"][i], "lower": out["lower"][i], "upper": out["upper"][i],
                        "spread": out["spread"][i], "interval_level": self.config.interval_level,
                        "padded": bool(last.padded[i])}
+                columns = next(flagged)
+                if mark:
+                    self.mark_out_of_range([row], [columns])
                 if attributions is not None:
                     from shopfloor.core.explain.attribution import top_features
 
                     row["top_sensors"] = top_features(attributions[i], self.features, k=5)
-                results.append(to_jsonable(row))
+                rows.append(to_jsonable(row))
+        bad = iter(skipped)
+        for index, _ in items:
+            results.extend(rows_of[index] if index in rows_of else [next(bad)])
         if out_dir is not None:
             out = Path(out_dir)
             out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,339 @@
+"""The `shopfloor` command line: a thin Typer layer over the task API.
+
+stdout carries only results (``predict``: JSON, JSONL or CSV; ``info --json``; ``--json -``); tables, notes,
+warnings and progress go to stderr. Errors caused by input are one ``error:`` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from shopfloor.core.errors import ShopfloorError  # noqa: E402
+from shopfloor.core.quiet import is_verbose  # noqa: E402
+
+from .output import (  # noqa: E402
+    RESULT_FORMATS,
+    check_output_dir,
+    check_output_file,
+    fail,
+    metrics_table,
+    parse_devices,
+    rows_table,
+    say,
+    setup_console,
+    show,
+    show_metrics,
+    write_result,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Deep learning for the factory floor: train, evaluate, explain and deploy.")
+EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+VERBOSE = typer.Option(False, "--verbose", "-v", help="also show library logs and warnings (Lightning banners and "
+                       "tips, deprecations) and tracebacks of internal errors")
+QUIET = typer.Option(False, "--quiet", "-q", help="only results, warnings and errors (no tables or notes)")
+STRICT = typer.Option(False, "--strict", help="refuse inputs far outside the training ranges instead of warning")
+DEVICE = typer.Option("auto", help="auto | cpu | cuda (ONNX Runtime execution provider)")
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Errors caused by input become one ``error:`` line and exit code 2, never a traceback."""
+    try:
+        yield
+    except ShopfloorError as exc:
+        fail(str(exc))
+
+
+def _version() -> str:
+    from shopfloor import __version__
+
+    return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"shopfloor {_version()}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(verbose: bool = VERBOSE, quiet: bool = QUIET,
+             version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                          help="print the version and exit")) -> None:
+    """Deep learning for the factory floor: train, evaluate, explain and deploy."""
+    setup_console(verbose, quiet)
+
+
+def _task_help(task_name: str) -> None:
+    """Every option of one task, with type, default and description, as plain text on stdout."""
+    import textwrap
+
+    from shopfloor.core.config import describe_options
+    from shopfloor.core.registry import get_task
+
+    task_cls = get_task(task_name)
+    lines = [f"Options of {task_name} (shopfloor train {task_name} --data D --out M [options]):"]
+    group = None
+    for row in describe_options(task_cls.Config):
+        if row["group"] != group:
+            group = row["group"]
+            lines.append(f"\n [{group}]" if group else "")
+        lines.append(f"  {row['option']} {row['type']}  (default {row['default']})")
+        if row["help"]:
+            lines.extend(textwrap.wrap(row["help"], width=100, initial_indent="      ", subsequent_indent="      "))
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+@app.command(context_settings={**EXTRA, "help_option_names": []})
+def train(
+    ctx: typer.Context,
+    task: Optional[str] = typer.Argument(None, help="task name, e.g. defect-classification (see `shopfloor tasks`)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="training data (layout depends on the task)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="model directory to write"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with task options"),
+    epochs: Optional[int] = typer.Option(None, help="maximum epochs"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="input size for image tasks"),
+    seed: Optional[int] = typer.Option(None, help="random seed"),
+    model: Optional[str] = typer.Option(None, help="model architecture (task specific)"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    devices: Optional[str] = typer.Option(None, help="devices per node (Lightning): a number, auto, or -1"),
+    num_nodes: Optional[int] = typer.Option(None, "--num-nodes", help="nodes for multi-node DDP"),
+    strategy: Optional[str] = typer.Option(None, help="Lightning strategy, e.g. ddp"),
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+    show_help: bool = typer.Option(False, "--help", "-h", help="show this help; with TASK, every option of TASK"),
+) -> None:
+    """Train TASK on --data and write a model directory to --out. Any task option works as --name value
+    (`shopfloor train TASK --help` lists them)."""
+    setup_console(verbose, quiet)
+    from shopfloor.core.config import load_yaml, parse_cli_overrides
+    from shopfloor.core.registry import get_task
+
+    with user_errors():
+        if show_help or task is None:
+            sys.stdout.write(ctx.get_help() + "\n")
+            if task is not None:
+                _task_help(task)
+            raise typer.Exit(0)
+        task_cls = get_task(task)
+        if data is None or out is None:
+            raise_missing = "--data" if data is None else "--out"
+            fail(f"train needs {raise_missing}; see `shopfloor train {task} --help`")
+        check_output_dir(out, "--out")
+        named = {"epochs": epochs, "image_size": image_size, "seed": seed, "model": model, "device": device,
+                 "devices": parse_devices(devices), "num_nodes": num_nodes, "strategy": strategy}
+        flags = [item for key, value in named.items() if value is not None for item in (f"--{key}", str(value))]
+        if quiet and "--progress" not in ctx.args:
+            flags += ["--progress", "false"]
+        overrides = parse_cli_overrides(flags + list(ctx.args), task_cls.Config)
+        instance = task_cls(load_yaml(config), **overrides)
+        instance.fit(str(data), out_dir=out)
+    if getattr(instance, "is_global_zero", True):
+        show(metrics_table(instance.metrics, f"{task}: validation"))
+        for warning in instance.state.get("warnings", []):
+            say(f"warning kept in the model: {warning}", style="yellow")
+        say(f"model written to {out}", style="green")
+
+
+def _load(model_dir: Path, device: str, strict: bool = False, quiet: bool = False):
+    from shopfloor.core.registry import load
+
+    task = load(model_dir, device=device, strict=strict)
+    if quiet:
+        task.training.progress = False
+    return task
+
+
+@app.command(context_settings=EXTRA)
+def evaluate(
+    ctx: typer.Context,
+    model_dir: Path = typer.Argument(..., help="model directory written by `shopfloor train`"),
+    data: Path = typer.Option(..., "--data", help="labelled test data"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write metrics as JSON here (- for stdout)"),
+    report: Optional[Path] = typer.Option(None, "--report", help="write report.html and PNGs here"),
+    device: str = DEVICE,
+    strict: bool = STRICT,
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+) -> None:
+    """Score a model on labelled data through ONNX Runtime; print, and optionally write JSON and a report."""
+    setup_console(verbose, quiet)
+    from shopfloor.core.config import build_config, parse_cli_overrides
+
+    with user_errors():
+        check_output_file(json_path, "--json")
+        check_output_dir(report, "--report")
+        task = _load(model_dir, device, strict, quiet)
+        options = build_config(task.EvaluateOptions, parse_cli_overrides(list(ctx.args), task.EvaluateOptions))
+        metrics = task.evaluate(str(data), report_dir=report, **options.model_dump())
+    show_metrics({k: v for k, v in metrics.items() if k != "confusion_matrix"}, f"{task.name}: test")
+    if json_path is not None:
+        write_result(metrics, json_path)
+    if report is not None:
+        say(f"report: {metrics.get('report', report / 'report.html')}", style="green")
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="model directory"),
+    inputs: List[Path] = typer.Argument(..., help="input files or folders"),
+    fmt: str = typer.Option("json", "--format", help=f"results on stdout as {' | '.join(RESULT_FORMATS)}"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON to this file instead"),
+    explain: bool = typer.Option(False, "--explain", help="also write explanations (e.g. Grad-CAM overlays)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for explanation / map / table files "
+                                       "(nothing is written into the model directory)"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip unreadable inputs (listed) instead of "
+                                  "refusing the batch"),
+    device: str = DEVICE,
+    strict: bool = STRICT,
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+) -> None:
+    """Predict on new inputs through the exported ONNX model; results on stdout, everything else on stderr."""
+    setup_console(verbose, quiet)
+    with user_errors():
+        if fmt not in RESULT_FORMATS:
+            fail(f"unknown --format {fmt!r}; choose one of: {', '.join(RESULT_FORMATS)}")
+        check_output_file(json_path, "--json")
+        check_output_dir(out, "--out")
+        task = _load(model_dir, device, strict, quiet)
+        options = {"skip_bad": True} if skip_bad else {}
+        results = task.predict([str(p) for p in inputs], out_dir=out, explain=explain, **options)
+    skipped = sum(1 for r in results if r.get("skipped"))
+    show(rows_table(results, f"{task.name}: predictions"))
+    flagged = sum(1 for r in results if r.get("out_of_range"))
+    say(f"{len(results) - skipped} prediction(s)" + (f", {skipped} input(s) skipped" if skipped else "")
+        + (f", {flagged} out of the training range" if flagged else ""))
+    write_result(results, json_path, "json" if json_path is not None else fmt)
+
+
+@app.command()
+def export(
+    model_dir: Path = typer.Argument(..., help="model directory"),
+    fmt: str = typer.Option("onnx", "--format", help="export format (onnx)"),
+    output: Optional[Path] = typer.Option(None, "--output", help="file to write (default: ./<model dir name>.onnx)"),
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+) -> None:
+    """Re-export the model from its safetensors weights and check it against the stored ONNX graph."""
+    setup_console(verbose, quiet)
+    from shopfloor.core.export import export_artifact
+
+    path = output if output is not None else Path.cwd() / f"{Path(model_dir).resolve().name}.{fmt}"
+    with user_errors():
+        check_output_file(path, "--output")
+        result = export_artifact(model_dir, fmt, path)
+    say(f"exported {result['path']} (max |difference| vs stored graph: {result['max_abs_diff']:.2e})",
+        style="green")
+
+
+@app.command()
+def info(
+    model_dir: Path = typer.Argument(..., help="model directory"),
+    as_json: bool = typer.Option(False, "--json", help="print what the model holds as JSON on stdout"),
+) -> None:
+    """Show what a model directory holds: task, classes, preprocessing, metrics, versions; verifies hashes."""
+    import json
+
+    from shopfloor.core.artifact import read_artifact
+
+    with user_errors():
+        artifact = read_artifact(model_dir)
+    m = artifact.manifest
+    state = m.get("state", {})
+    if as_json:
+        keys = ("task", "created", "format_version", "data_fingerprint", "config", "state", "metrics", "versions",
+                "files")
+        write_result({**{k: m.get(k) for k in keys}, "warnings": state.get("warnings", []), "verified": True}, None)
+        return
+    table = Table(title=f"{model_dir}", show_header=False)
+    table.add_row("task", m["task"])
+    table.add_row("created", m.get("created", ""))
+    table.add_row("data fingerprint", str(m.get("data_fingerprint")))
+    for key, value in state.items():
+        if key == "warnings":
+            continue
+        text = json.dumps(value)
+        table.add_row(key, text if len(text) < 200 else text[:197] + "...")
+    for key, value in m.get("metrics", {}).items():
+        table.add_row(f"metric {key}", f"{value:.4f}" if isinstance(value, float) else str(value))
+    table.add_row("versions", ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()))
+    table.add_row("files", ", ".join(m.get("files", {})))
+    show(table)
+    for warning in state.get("warnings", []):
+        say(f"warning: {warning}", style="yellow")
+    say("all file hashes verified", style="green")
+
+
+@app.command()
+def tasks() -> None:
+    """List the available tasks and their options (`shopfloor train TASK --help` for types and defaults)."""
+    from shopfloor.core.registry import get_task, task_names
+
+    with user_errors():
+        out = Console(highlight=False)
+        for name in task_names():
+            cls = get_task(name)
+            out.print(f"[bold]{escape(name)}[/]: {escape((cls.__doc__ or '').strip().splitlines()[0])}")
+            fields = ", ".join(f"--{f.replace('_', '-')}" for f in cls.Config.model_fields if f != "training")
+            out.print(f"  options: {fields}", markup=False)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", help="folder for data, models and reports"),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="run only these tasks"),
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+) -> None:
+    """Run every task end to end on built-in synthetic data and print where the reports are."""
+    setup_console(verbose, quiet)
+    from shopfloor.demo import run_demo
+
+    with user_errors():
+        check_output_dir(out, "--out")
+        summaries = run_demo(out, only)
+    table = Table(title="shopfloor demo (synthetic data; test figures on held-out synthetic data)")
+    table.add_column("task")
+    table.add_column("result")
+    table.add_column("seconds", justify="right")
+    for s in summaries:
+        figures = ", ".join(f"{k}={v:.3f}" for k, v in s.items() if isinstance(v, float) and k != "seconds")
+        table.add_row(s["task"], figures, f"{s['seconds']:.0f}")
+    show(table)
+    for s in summaries:
+        model = f"  model: {s['model']}" if s.get("model") else ""
+        say(f"{s['task']} report: {s.get('report')}{model}")
+
+
+def main() -> None:  # pragma: no cover - the console script
+    """The console script: like ``app()``, but an unexpected internal error is one message, not a traceback
+    (``--verbose`` shows the traceback for a bug report)."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of the console script
+        if is_verbose() or "--verbose" in sys.argv or "-v" in sys.argv:
+            raise
+        sys.stderr.write(f"internal error: {type(exc).__name__}: {exc}\n"
+                         "This is a bug in shopfloor, not in your input: run again with --verbose for the "
+                         "traceback and report it.\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
