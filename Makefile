@@ -26,4 +26,4 @@ bench: setup
 	@set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script; done
 
 clean:
-	rm -rf demo_out runs benchmarks/work
+	rm -rf demo_out runs benchmarks/work src/*.egg-info

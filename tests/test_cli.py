@@ -228,3 +228,19 @@ def test_internal_errors_are_one_message_not_a_traceback(tmp_path):
                            str(tmp_path / "m"), "--config", str(bad)], capture_output=True, text=True, env=env,
                           timeout=300)
     assert "Traceback" in proc.stderr
+
+
+def test_sign_and_verify_from_the_command_line(workspace, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(workspace / "model", model)
+    key = tmp_path / "model.key"
+    key.write_bytes(os.urandom(32))
+    assert invoke("sign", model, "--key-file", key).exit_code == 0
+    result = invoke("info", model, "--key-file", key)
+    assert result.exit_code == 0 and "verified" in result.output
+    other = tmp_path / "other.key"
+    other.write_bytes(os.urandom(32))
+    result = invoke("predict", model, workspace / "test" / "crack", "--key-file", other)
+    assert result.exit_code == 2 and "signature" in result.output

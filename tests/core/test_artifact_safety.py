@@ -15,10 +15,17 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
-import shopfloor.core.registry as registry
 import shopfloor.core.training.trainer as trainer_module
+from shopfloor.core import registry
 from shopfloor.core.artifact import (
-    MANIFEST, ONNX_MODEL, SIGNATURE, WEIGHTS, _manifest_checksum, read_artifact, sign_artifact, write_artifact,
+    MANIFEST,
+    ONNX_MODEL,
+    SIGNATURE,
+    WEIGHTS,
+    _manifest_checksum,
+    read_artifact,
+    sign_artifact,
+    write_artifact,
 )
 from shopfloor.core.errors import ArtifactError, ConfigError
 from shopfloor.maintenance.failure_prediction.simulator import make_process_records
@@ -342,6 +349,7 @@ def test_fit_leaves_no_checkpoint_in_the_model_directory(trained):
         assert not Path(path).exists() and not Path(path).parent.exists(), path
 
 
+@pytest.mark.filterwarnings("ignore:.*fewer than 20:UserWarning")  # tiny data, on purpose
 def test_old_checkpoints_are_removed_when_retraining_into_a_model_directory(tmp_path):
     records = make_process_records(400, seed=1)
     records.to_csv(tmp_path / "train.csv", index=False)

@@ -90,3 +90,55 @@ def test_sequence_models_as_alternatives(tmp_path, model):
     with torch.no_grad():
         expected = task.export_module().eval()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(task.runtime.run(signal=x)["probabilities"], expected, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- inputs and safety
+def test_amplitude_ranges_are_stored_and_a_1000x_signal_is_flagged_or_refused_when_strict(fitted):
+    from shopfloor.core.errors import OutOfRangeWarning
+
+    task, data, root = fitted
+    assert task.state["input_ranges"]["columns"] == ["DE_rms", "DE_peak"]
+    signal = simulate_bearing_signal("ball", duration_s=0.3, seed=7)
+    with pytest.warns(OutOfRangeWarning, match=r"1 of 2 record\(s\).*<array 1>: DE_rms, DE_peak"):
+        rows = task.predict([signal, signal * 1000])
+    assert [r["out_of_range"] for r in rows] == [False, True]
+    assert rows[1]["out_of_range_columns"] == ["DE_rms", "DE_peak"] and rows[0]["out_of_range_columns"] == []
+    strict = FaultDiagnosis.load(root / "model", strict=True)
+    with pytest.raises(DataError, match="strict"):
+        strict.predict([signal * 1000])
+    assert strict.predict(signal)[0]["out_of_range"] is False  # one array is one input
+    assert task.evaluate(data)["n_out_of_range"] == 0
+
+
+def test_arrays_are_samples_by_channels_like_files_and_the_transpose_is_refused(fitted):
+    task, _, _ = fitted
+    signal = simulate_bearing_signal("normal", duration_s=0.2, seed=3)
+    one, column = task.predict([signal, signal[:, None]])
+    assert one["probabilities"] == pytest.approx(column["probabilities"], abs=1e-6)
+    with pytest.raises(DataError, match=r"1 x \d+ array.*looks like \(channels, samples\).*array\.T"):
+        task.predict([signal[None, :]])
+    with pytest.raises(DataError, match=r"2 channel\(s\), the model expects 1"):
+        task.predict([np.stack([signal, signal], axis=1)])
+    with pytest.raises(DataError, match="complex"):
+        task.predict([signal.astype(np.complex64)])
+
+
+def test_bad_signals_refuse_the_batch_or_are_skipped_and_a_path_is_one_input(fitted, tmp_path):
+    task, _, _ = fitted
+    good = tmp_path / "good.npy"
+    np.save(good, simulate_bearing_signal("inner_race", duration_s=0.2, seed=5))
+    garbage = tmp_path / "garbage.npy"
+    garbage.write_bytes(b"\x93NUMPY not really")
+    with pytest.raises(DataError, match=r"2 of 3 input\(s\)(?s:.*)garbage\.npy(?s:.*)missing\.wav"):
+        task.predict([garbage, good, tmp_path / "missing.wav"])
+    with pytest.warns(UserWarning, match="skipped 2 of 3"):
+        rows = task.predict([garbage, good, tmp_path / "missing.wav"], skip_bad=True)
+    assert [r.get("skipped", False) for r in rows] == [True, False, True]
+    assert rows[0]["input"] == str(garbage) and "cannot read NumPy file" in rows[0]["error"]
+    assert rows[1]["input"] == str(good) and rows[1]["n_segments"] >= 1
+    assert len(task.predict(str(good))) == 1  # a str path is one input, not its characters
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    np.save(folder / "sub" / "a.npy", np.load(good))
+    (folder / "notes.txt").write_text("not a signal")
+    assert [r["input"] for r in task.predict(folder)] == [str(folder / "sub" / "a.npy")]  # a folder: its signals

@@ -239,3 +239,16 @@ def test_normalizer_module_matches_numpy_statistics():
         rows = z[labels == k]
         np.testing.assert_allclose(rows.mean(axis=0), 0, atol=1e-3)
         np.testing.assert_allclose(rows.std(axis=0), 1, atol=1e-2)
+
+
+def test_a_unit_shorter_than_the_reference_never_borrows_the_next_units_rows():
+    from shopfloor.maintenance.histories import HistorySpec, read_sensor_table
+    from shopfloor.maintenance.windows import make_windows
+
+    frame = pd.DataFrame({"unit": [1] * 3 + [2] * 6, "time": [1, 2, 3, 1, 2, 3, 4, 5, 6],
+                          "s": [1.0, 2.0, 3.0, 100, 101, 102, 103, 104, 105]})
+    histories = read_sensor_table(frame, HistorySpec(), run_to_failure=True)
+    windows = make_windows(histories, ["s"], window=2, baseline_rows=5)
+    first_unit = windows.x[windows.unit == 1]
+    np.testing.assert_array_equal(first_unit[:, :5, 0], [[1, 1, 1, 2, 3]] * len(first_unit))  # its own, padded
+    assert windows.x[windows.unit == 2][0, :5, 0].tolist() == [100, 101, 102, 103, 104]

@@ -209,3 +209,60 @@ def test_models_saved_before_the_interval_options_keep_their_spread_interval(fit
     old = RemainingUsefulLife(RemainingUsefulLife.saved_config(stored))
     assert (old.config.interval_width, old.config.member_validation) == ("spread", "shared")
     assert old._spread_weight == 1.0 and task._spread_weight == 0.0
+
+
+# ----------------------------------------------------------------------------- inputs and safety
+def test_training_ranges_and_inputs_note_are_stored(fitted):
+    task, _, root = fitted
+    ranges = task.state["input_ranges"]
+    assert ranges["columns"] == [c for c in task.features if c != "time"]  # raw settings and sensors, not the age
+    assert all(lo < hi for lo, hi in zip(ranges["low"], ranges["high"]))
+    assert any(n.startswith("model inputs:") and "sensor_1" in n for n in task.state["notes"])
+    manifest = json.loads((root / "model" / "manifest.json").read_text())
+    assert manifest["state"]["input_ranges"] == ranges
+
+
+def test_celsius_sent_to_a_kelvin_model_is_flagged_and_refused_when_strict(fitted):
+    from shopfloor.core.errors import OutOfRangeWarning
+
+    task, paths, root = fitted
+    recent = pd.read_csv(paths["recent"])
+    sensor = next(c for c in task.state["input_ranges"]["columns"] if c.startswith("sensor"))
+    celsius = recent.copy()
+    celsius.loc[celsius["unit"] == 1002, sensor] -= 273.15
+    with pytest.warns(OutOfRangeWarning, match=f"unit 1002.*{sensor}"):
+        rows = task.predict(celsius)  # one DataFrame is one input
+    flagged = {r["unit"]: r["out_of_range_columns"] for r in rows}
+    assert flagged.pop(1002) == [sensor] and not any(flagged.values())
+    assert [r["out_of_range"] for r in rows] == [r["unit"] == 1002 for r in rows]
+    strict = RemainingUsefulLife.load(root / "model", strict=True)
+    with pytest.raises(DataError, match=f"1002.*{sensor}.*strict"):
+        strict.predict([celsius])
+    assert not any(r["out_of_range"] for r in strict.predict([recent]))
+    test = pd.read_csv(paths["test"])
+    assert task.evaluate(test)["n_out_of_range"] == 0
+    test.loc[test["unit"] == 1002, sensor] -= 273.15
+    with pytest.warns(OutOfRangeWarning):
+        assert task.evaluate(test)["n_out_of_range"] == 1
+
+
+def test_bad_inputs_refuse_the_batch_or_are_skipped_and_a_path_is_one_input(fitted, tmp_path):
+    task, paths, _ = fitted
+    broken = tmp_path / "broken.csv"
+    pd.read_csv(paths["recent"]).drop(columns=["sensor_2"]).to_csv(broken, index=False)
+    missing = tmp_path / "missing.csv"
+    with pytest.raises(DataError, match=r"2 of 3 input\(s\)(?s:.*)sensor_2(?s:.*)missing\.csv"):
+        task.predict([paths["recent"], broken, missing])
+    with pytest.warns(UserWarning, match="skipped 2 of 3"):
+        rows = task.predict([broken, paths["recent"], missing], skip_bad=True)
+    assert rows[0] == {"input": str(broken), "skipped": True, "error": pytest.approx(rows[0]["error"])}
+    assert "sensor_2" in rows[0]["error"] and rows[-1]["skipped"] and "missing.csv" in rows[-1]["error"]
+    assert [r["unit"] for r in rows[1:-1]] == list(range(1000, 1006))
+    assert [r["unit"] for r in task.predict(str(paths["recent"]))] == list(range(1000, 1006))  # not its characters
+
+
+def test_columns_the_model_never_saw_are_named(fitted):
+    task, paths, _ = fitted
+    recent = pd.read_csv(paths["recent"]).assign(sensor_99=1.0)
+    with pytest.warns(UserWarning, match=r"sensor_99.*not in the training data"):
+        task.predict([recent])

@@ -45,6 +45,8 @@ VERBOSE = typer.Option(False, "--verbose", "-v", help="also show library logs an
 QUIET = typer.Option(False, "--quiet", "-q", help="only results, warnings and errors (no tables or notes)")
 STRICT = typer.Option(False, "--strict", help="refuse inputs far outside the training ranges instead of warning")
 DEVICE = typer.Option("auto", help="auto | cpu | cuda (ONNX Runtime execution provider)")
+KEY_FILE = typer.Option(None, "--key-file", help="refuse the model directory unless its signature verifies with "
+                        "this key (default: $SHOPFLOOR_KEY_FILE; see `shopfloor sign`)")
 
 
 @contextmanager
@@ -111,6 +113,8 @@ def train(
     devices: Optional[str] = typer.Option(None, help="devices per node (Lightning): a number, auto, or -1"),
     num_nodes: Optional[int] = typer.Option(None, "--num-nodes", help="nodes for multi-node DDP"),
     strategy: Optional[str] = typer.Option(None, help="Lightning strategy, e.g. ddp"),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="sign the written model directory with this "
+                                            "key file (see `shopfloor sign`)"),
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
     show_help: bool = typer.Option(False, "--help", "-h", help="show this help; with TASK, every option of TASK"),
@@ -139,7 +143,15 @@ def train(
             flags += ["--progress", "false"]
         overrides = parse_cli_overrides(flags + list(ctx.args), task_cls.Config)
         instance = task_cls(load_yaml(config), **overrides)
+        if key_file is not None:
+            from shopfloor.core.artifact import read_key
+
+            read_key(key_file)  # a bad key file is refused before training, not after
         instance.fit(str(data), out_dir=out)
+        if key_file is not None and getattr(instance, "is_global_zero", True):
+            from shopfloor.core.artifact import sign_artifact
+
+            sign_artifact(out, key_file)
     if getattr(instance, "is_global_zero", True):
         show(metrics_table(instance.metrics, f"{task}: validation"))
         for warning in instance.state.get("warnings", []):
@@ -147,10 +159,10 @@ def train(
         say(f"model written to {out}", style="green")
 
 
-def _load(model_dir: Path, device: str, strict: bool = False, quiet: bool = False):
+def _load(model_dir: Path, device: str, strict: bool = False, quiet: bool = False, key_file: Path | None = None):
     from shopfloor.core.registry import load
 
-    task = load(model_dir, device=device, strict=strict)
+    task = load(model_dir, device=device, strict=strict, key_file=key_file)
     if quiet:
         task.training.progress = False
     return task
@@ -165,6 +177,7 @@ def evaluate(
     report: Optional[Path] = typer.Option(None, "--report", help="write report.html and PNGs here"),
     device: str = DEVICE,
     strict: bool = STRICT,
+    key_file: Optional[Path] = KEY_FILE,
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
 ) -> None:
@@ -175,7 +188,7 @@ def evaluate(
     with user_errors():
         check_output_file(json_path, "--json")
         check_output_dir(report, "--report")
-        task = _load(model_dir, device, strict, quiet)
+        task = _load(model_dir, device, strict, quiet, key_file)
         options = build_config(task.EvaluateOptions, parse_cli_overrides(list(ctx.args), task.EvaluateOptions))
         metrics = task.evaluate(str(data), report_dir=report, **options.model_dump())
     show_metrics({k: v for k, v in metrics.items() if k != "confusion_matrix"}, f"{task.name}: test")
@@ -198,6 +211,7 @@ def predict(
                                   "refusing the batch"),
     device: str = DEVICE,
     strict: bool = STRICT,
+    key_file: Optional[Path] = KEY_FILE,
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
 ) -> None:
@@ -208,7 +222,7 @@ def predict(
             fail(f"unknown --format {fmt!r}; choose one of: {', '.join(RESULT_FORMATS)}")
         check_output_file(json_path, "--json")
         check_output_dir(out, "--out")
-        task = _load(model_dir, device, strict, quiet)
+        task = _load(model_dir, device, strict, quiet, key_file)
         options = {"skip_bad": True} if skip_bad else {}
         results = task.predict([str(p) for p in inputs], out_dir=out, explain=explain, **options)
     skipped = sum(1 for r in results if r.get("skipped"))
@@ -224,6 +238,7 @@ def export(
     model_dir: Path = typer.Argument(..., help="model directory"),
     fmt: str = typer.Option("onnx", "--format", help="export format (onnx)"),
     output: Optional[Path] = typer.Option(None, "--output", help="file to write (default: ./<model dir name>.onnx)"),
+    key_file: Optional[Path] = KEY_FILE,
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
 ) -> None:
@@ -234,7 +249,7 @@ def export(
     path = output if output is not None else Path.cwd() / f"{Path(model_dir).resolve().name}.{fmt}"
     with user_errors():
         check_output_file(path, "--output")
-        result = export_artifact(model_dir, fmt, path)
+        result = export_artifact(model_dir, fmt, path, key_file=key_file)
     say(f"exported {result['path']} (max |difference| vs stored graph: {result['max_abs_diff']:.2e})",
         style="green")
 
@@ -243,6 +258,7 @@ def export(
 def info(
     model_dir: Path = typer.Argument(..., help="model directory"),
     as_json: bool = typer.Option(False, "--json", help="print what the model holds as JSON on stdout"),
+    key_file: Optional[Path] = KEY_FILE,
 ) -> None:
     """Show what a model directory holds: task, classes, preprocessing, metrics, versions; verifies hashes."""
     import json
@@ -250,13 +266,14 @@ def info(
     from shopfloor.core.artifact import read_artifact
 
     with user_errors():
-        artifact = read_artifact(model_dir)
+        artifact = read_artifact(model_dir, key_file=key_file)
     m = artifact.manifest
     state = m.get("state", {})
     if as_json:
         keys = ("task", "created", "format_version", "data_fingerprint", "config", "state", "metrics", "versions",
                 "files")
-        write_result({**{k: m.get(k) for k in keys}, "warnings": state.get("warnings", []), "verified": True}, None)
+        write_result({**{k: m.get(k) for k in keys}, "warnings": state.get("warnings", []), "verified": True,
+                      "signature": artifact.signature}, None)
         return
     table = Table(title=f"{model_dir}", show_header=False)
     table.add_row("task", m["task"])
@@ -271,10 +288,26 @@ def info(
         table.add_row(f"metric {key}", f"{value:.4f}" if isinstance(value, float) else str(value))
     table.add_row("versions", ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()))
     table.add_row("files", ", ".join(m.get("files", {})))
+    table.add_row("signature", artifact.signature)
     show(table)
     for warning in state.get("warnings", []):
         say(f"warning: {warning}", style="yellow")
     say("all file hashes verified", style="green")
+
+
+@app.command()
+def sign(
+    model_dir: Path = typer.Argument(..., help="model directory to sign"),
+    key_file: Path = typer.Option(..., "--key-file", help="secret key file (at least 16 bytes, e.g. "
+                                  "`head -c 32 /dev/urandom > model.key`)"),
+) -> None:
+    """Sign a model directory (HMAC-SHA256 of its manifest, which lists every file's SHA-256); loading with
+    --key-file or $SHOPFLOOR_KEY_FILE then refuses any change made after signing."""
+    from shopfloor.core.artifact import sign_artifact
+
+    with user_errors():
+        path = sign_artifact(model_dir, key_file)
+    say(f"signed: {path}", style="green")
 
 
 @app.command()

@@ -5,9 +5,11 @@
 - ``config`` (strict pydantic configs, YAML and CLI overrides), ``errors`` (messages that say what to do).
 - ``artifact`` (manifest + safetensors + ONNX, hashed), ``runtime`` (the one inference path: ONNX Runtime),
   ``export`` (rebuild and check the graph).
-- ``training/``: Lightning glue (generic supervised module, trainer factory, quiet console).
+- ``training/``: Lightning glue (generic supervised module, trainer factory); ``quiet``: the library-chatter filter.
+- ``ranges``: training ranges of the inputs and the out-of-range check every task uses.
 - ``report`` (HTML + PNG), ``metrics`` (classification), ``split`` (stratified), ``heads`` (softmax output),
   ``explain/`` (Grad-CAM, integrated gradients and their figures).
 
-Rule: ``core`` imports no application package. A helper moves here only once a second application needs it.
+Rule: ``core`` imports no application package and holds nothing about one application's data; what it holds is
+generic (an image overlay, an attribution chart) and meant for the next applications too.
 """

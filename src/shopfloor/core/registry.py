@@ -1,8 +1,9 @@
 """Task registry: every application task is one class registered under its CLI name.
 
 Applications declare their tasks as entry points in the ``shopfloor.tasks`` group (see ``pyproject.toml``), so
-``core`` finds them without importing any application package, and a plug-in package can add its own tasks the
-same way. :func:`register` adds one at run time (tests, notebooks).
+``core`` finds them without importing any application package, and a plug-in distribution can add its own tasks
+the same way. A name declared twice is refused (a plug-in cannot silently replace a built-in task and then open
+its saved models). :func:`register` adds one at run time (tests, notebooks).
 """
 
 from __future__ import annotations
@@ -23,12 +24,22 @@ _REGISTERED: dict[str, str] = {}
 
 def _targets() -> dict[str, str]:
     """CLI name -> "module:Class", from the installed entry points and register()."""
-    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    found: dict[str, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found and found[ep.name] != ep.value:
+            raise ConfigError(f"task {ep.name!r} is declared twice, by {found[ep.name]} and {ep.value}: uninstall "
+                              "one of the packages that declare it (pip list) or rename its task")
+        found[ep.name] = ep.value
+    if not found and not _REGISTERED:
+        raise ConfigError("no tasks are registered: the shopfloor package metadata is missing or stale "
+                          "(reinstall it: `pip install -e .` in the project, or `make setup`)")
     return found | _REGISTERED
 
 
 def register(name: str, target: str) -> None:
     """Register a task class given as ``"package.module:ClassName"``."""
+    if ":" not in target:
+        raise ConfigError(f"register({name!r}, {target!r}): give the class as 'package.module:ClassName'")
     _REGISTERED[name] = target
 
 
@@ -40,21 +51,28 @@ def task_names() -> list[str]:
 def get_task(name: str) -> type[Task]:
     """The task class registered as ``name``; imported only when asked for, so ``shopfloor --help`` stays fast."""
     targets = _targets()
-    if not targets:
-        raise ConfigError("no tasks are registered: shopfloor is not installed as a package "
-                          "(run `pip install -e .` in the project, or `make setup`)")
     if name not in targets:
         raise ConfigError(f"unknown task {name!r}; choose one of: {', '.join(sorted(targets))}")
-    module_name, cls_name = targets[name].split(":")
-    return getattr(importlib.import_module(module_name), cls_name)
+    module_name, _, attribute = targets[name].partition(":")
+    try:
+        cls = importlib.import_module(module_name.strip())
+        for part in attribute.split("[")[0].strip().split("."):
+            cls = getattr(cls, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"task {name!r} is declared as {targets[name]} but cannot be imported ({exc}); "
+                          "reinstall the package that provides it") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Task)) or getattr(cls, "name", None) != name:
+        raise ConfigError(f"task {name!r} is declared as {targets[name]}, which is not a shopfloor Task named "
+                          f"{name!r}; fix the entry point of the package that declares it")
+    return cls
 
 
 def load(path: str | Path, device: str = "auto", strict: bool = False, key_file: str | Path | None = None) -> Task:
-    """Open any saved model directory as its task (``strict``: refuse inputs far outside the training ranges).
+    """Open any saved model directory as its task.
 
-    ``key_file`` (or the environment variable ``SHOPFLOOR_KEY_FILE``): refuse the directory unless its signature
-    verifies under that key; without a key an existing signature is not checked (see
-    :func:`shopfloor.core.artifact.read_artifact`)."""
+    ``strict``: refuse inputs far outside the training ranges instead of warning. ``key_file`` (or the environment
+    variable ``SHOPFLOOR_KEY_FILE``): refuse the directory unless its signature verifies with that key.
+    """
     artifact = read_artifact(path, key_file=key_file)
     return get_task(artifact.task).load(path, device=device, strict=strict, key_file=key_file)
 

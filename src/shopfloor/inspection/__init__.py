@@ -1,6 +1,6 @@
 """Defect inspection from product images.
 
-Shared by the inspection tasks: ``images`` (the one decode/resize path, class-folder scanning), ``layouts``
+Readers and data tools of the application: ``images`` (the one decode/resize path of every task, class folders), ``layouts``
 (MVTec AD and plain good/defective folders), ``augment`` (Keras-style knobs on kornia), ``backbones``
 (EfficientNet-Lite, offline weights), ``synthetic`` (seeded surface images for demos and tests).
 

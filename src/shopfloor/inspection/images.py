@@ -221,10 +221,12 @@ def _decode_color16(path: Path, img: Image.Image, rawmode: str) -> tuple[np.ndar
     return values, exact
 
 
-def _decode_file(path: Path) -> tuple[Image.Image | np.ndarray, bool]:
+def _decode_file(path: Path) -> tuple[Image.Image | np.ndarray, bool, str | None]:
     """A file decoded fully with its EXIF orientation applied: a PIL image for 8-bit modes, a numpy array for deep
-    ones (uint16, int32, float32, HxW or HxWxC). The flag is False only for 16-bit colour kept as high bytes."""
+    ones (uint16, int32, float32, HxW or HxWxC); whether every bit was recovered (False only for 16-bit colour kept
+    as high bytes); and the file format (PNG, JPEG...)."""
     img = _open(path)
+    fmt = img.format
     rawmode = _color16_rawmode(img)
     exact = True
     if rawmode is not None:
@@ -246,7 +248,14 @@ def _decode_file(path: Path) -> tuple[Image.Image | np.ndarray, bool]:
                 pixels = pixels.transpose(_ORIENT[orientation])
             except Exception as exc:
                 raise _unreadable(path, exc) from exc
-    return pixels, exact
+    return pixels, exact, fmt
+
+
+def decode_pixels(path: str | Path) -> tuple[Image.Image | np.ndarray, str | None]:
+    """A file's decoded pixels before any value mapping (EXIF orientation applied) and its format: a PIL image for
+    8-bit modes, a numpy array for deeper ones. For readers with their own value rules (masks)."""
+    pixels, _, fmt = _decode_file(Path(path))
+    return pixels, fmt
 
 
 def open_image(path: str | Path) -> Image.Image:
@@ -258,9 +267,9 @@ def open_image(path: str | Path) -> Image.Image:
 # ----------------------------------------------------------------------------------------------- pixel values
 def _check_layout(arr: np.ndarray, name: str) -> np.ndarray:
     """One in-memory image: HxW or HxWxC channels-last with C in 1/3/4 (a CxHxW array is refused, not guessed)."""
-    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
-        return arr
-    if arr.ndim == 2:
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4)):
+        if 0 in arr.shape[:2]:
+            raise DataError(f"{name} is empty (shape {arr.shape})")
         return arr
     if arr.ndim == 3 and arr.shape[0] in (1, 3, 4):
         raise DataError(f"{name} has shape {arr.shape}, which looks channels-first (CxHxW); pass images "
@@ -296,31 +305,31 @@ def _int_to_uint8(arr: np.ndarray, bit_depth: int | None, name: str, exact: bool
     return ((arr.astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8)
 
 
-def _to_uint8(arr: np.ndarray, spec: ImageSpec, name: str, exact: bool = True) -> np.ndarray:
-    """Pixel values of any supported dtype -> uint8 by the :class:`ImageSpec` rules (layout already checked)."""
+def _to_uint8(arr: np.ndarray, spec: ImageSpec, name: str, exact: bool = True, from_file: bool = False) -> np.ndarray:
+    """Pixel values -> uint8 by the :class:`ImageSpec` rules (layout already checked). Arrays may be uint8, uint16,
+    bool or float; decoded files may also be 32-bit integers (TIFF mode I), read like 16-bit ones."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     if arr.dtype.kind == "f":
         return _float_to_uint8(arr, name)
-    if arr.dtype.kind in "ui":
+    if arr.dtype.kind in "ui" and (from_file or arr.dtype.itemsize == 2 and arr.dtype.kind == "u"):
         return _int_to_uint8(arr, spec.bit_depth, name, exact)
+    if arr.dtype.kind in "ui":
+        raise DataError(f"{name} has pixel type {arr.dtype}; pass uint8 arrays for 8-bit images (e.g. "
+                        "array.astype(np.uint8) when the values are 0..255) or uint16 for deeper ones")
     raise DataError(f"{name} has pixel type {arr.dtype}; images must be uint8, uint16, bool or float (0..1)")
 
 
-def _array_to_rgb(arr: np.ndarray, spec: ImageSpec, name: str, exact: bool = True) -> Image.Image:
+def _array_to_rgb(arr: np.ndarray, spec: ImageSpec, name: str, exact: bool = True,
+                  from_file: bool = False) -> Image.Image:
     arr = _check_layout(arr, name)
     if arr.ndim == 3:
         arr = arr[..., 0] if arr.shape[2] in (1, 2) else arr[..., :3]  # drop alpha
-    arr = np.ascontiguousarray(_to_uint8(arr, spec, name, exact))
-    if arr.ndim == 3 and arr.dtype == np.uint8:
-        return Image.fromarray(arr, mode="RGB") if _pil_accepts_mode() else Image.fromarray(arr)
-    return Image.fromarray(arr).convert("RGB")
-
-
-def _pil_accepts_mode() -> bool:
-    return False  # Image.fromarray infers RGB for uint8 HxWx3; the mode argument is deprecated in Pillow >= 11
+    arr = np.ascontiguousarray(_to_uint8(arr, spec, name, exact, from_file))
+    img = Image.fromarray(arr)  # uint8 HxW -> L, HxWx3 -> RGB
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _pil_to_rgb(img: Image.Image, name: str) -> Image.Image:
@@ -351,9 +360,9 @@ def decode_rgb(item: ImageSource, spec: ImageSpec, name: str | None = None) -> I
         return _array_to_rgb(item, spec, label)
     if not isinstance(item, (str, Path)):
         raise DataError(f"{label!s} is neither an image file path nor an image array (got {type(item).__name__})")
-    pixels, exact = _decode_file(Path(item))
+    pixels, exact, _ = _decode_file(Path(item))
     if isinstance(pixels, np.ndarray):
-        return _array_to_rgb(pixels, spec, label, exact)
+        return _array_to_rgb(pixels, spec, label, exact, from_file=True)
     return _pil_to_rgb(pixels, label)
 
 
@@ -511,7 +520,7 @@ def _deep_maximum(item: ImageSource) -> int | None:
             deep = img.mode in _DEEP_MODES or _color16_rawmode(img) is not None
         if not deep:
             return None
-        pixels, exact = _decode_file(path)
+        pixels, exact, _ = _decode_file(path)
     except DataError:
         return None
     if not isinstance(pixels, np.ndarray) or pixels.dtype.kind not in "ui" or not pixels.size:

@@ -19,6 +19,11 @@ evaluation, good and defective images together are the test set.
 
 Every problem is reported with the offending file: a missing ``train/good``, unreadable images,
 defective images without a mask when masks are given, masks of another size than their image.
+
+Masks are binarised by ``> 0`` on any colour channel (alpha ignored; palette masks by their colours), so 0/1,
+0/255, 0/65535, label (0, 1, 2...) and RGB masks all mark the same pixels; JPEG masks, whose compression noise
+would mark pixels around every edge, are binarised at ``> 127`` instead. Masks get the EXIF orientation, size
+check and letterbox of their image (nearest-neighbour resize).
 """
 
 from __future__ import annotations
@@ -28,11 +33,20 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from shopfloor.core.errors import DataError
 
-from .images import IMAGE_EXTENSIONS, ImageSpec, is_image_file, list_images, read_images
+from .images import (
+    IMAGE_EXTENSIONS,
+    ImageSpec,
+    check_size,
+    content_box,
+    decode_pixels,
+    is_image_file,
+    list_images,
+    oriented_size,
+)
 
 GOOD_NAMES = ("good", "ok", "normal")
 DEFECT_NAMES = ("defect", "defective", "bad", "anomaly", "ng")
@@ -164,10 +178,9 @@ def _check_headers(samples: list[AnomalySample], train: list[Path]) -> None:
 
     def size_of(path: Path) -> tuple[int, int] | None:
         try:
-            with Image.open(path) as img:
-                return img.size
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            problems.append(f"cannot read image {path}: {exc}")
+            return oriented_size(path)
+        except DataError as exc:
+            problems.append(str(exc))
             return None
 
     for p in train:
@@ -178,11 +191,19 @@ def _check_headers(samples: list[AnomalySample], train: list[Path]) -> None:
             continue
         mask_size = size_of(s.mask)
         if img_size and mask_size and img_size != mask_size:
-            problems.append(f"mask {s.mask} is {mask_size[0]}x{mask_size[1]} but its image {s.path} is "
-                            f"{img_size[0]}x{img_size[1]}; masks must have the size of their image")
+            problems.append(_size_mismatch(s, mask_size, img_size))
+    _raise_problems(problems, "the anomaly data")
+
+
+def _size_mismatch(sample: AnomalySample, mask_size: tuple[int, int], img_size: tuple[int, int]) -> str:
+    return (f"mask {sample.mask} is {mask_size[0]}x{mask_size[1]} but its image {sample.path} is "
+            f"{img_size[0]}x{img_size[1]}; masks must have the size of their image")
+
+
+def _raise_problems(problems: list[str], what: str) -> None:
     if problems:
         shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
-        raise DataError(f"{len(problems)} problem(s) with the anomaly data:\n  {shown}\n"
+        raise DataError(f"{len(problems)} problem(s) with {what}:\n  {shown}\n"
                         "Replace or remove these files and try again.")
 
 
@@ -214,33 +235,66 @@ def read_anomaly_data(root: str | Path, need: str = "train") -> AnomalyData:
     return data
 
 
-def read_masks(samples: list[AnomalySample], spec: ImageSpec) -> np.ndarray:
-    """Boolean masks ``[N, H, W]`` in the model frame (all False for good images / no mask)."""
-    out = np.zeros((len(samples), spec.height, spec.width), dtype=bool)
-    with_mask = [i for i, s in enumerate(samples) if s.mask is not None]
-    if with_mask:
-        mask_spec = spec.model_copy(update={"resample": "nearest", "pad_value": 0})
-        arrays = read_images([samples[i].mask for i in with_mask], mask_spec, desc="reading masks")
-        out[with_mask] = arrays.max(axis=3) > 127
+def mask_pixels(path: str | Path) -> np.ndarray:
+    """A mask file as booleans ``[H, W]`` at its own size (EXIF orientation applied): ``> 0`` on any colour channel,
+    ``> 127`` for lossy JPEG masks (see the module docstring)."""
+    path = Path(path)
+    pixels, fmt = decode_pixels(path)
+    if isinstance(pixels, Image.Image):
+        img = pixels.convert("RGBA") if pixels.mode in ("P", "PA") else pixels
+        try:
+            arr = np.asarray(img)
+        except Exception as exc:  # exotic modes numpy cannot view
+            raise DataError(f"cannot read mask {path} (mode {img.mode}): {exc}. Save it as a gray PNG") from exc
+        bands = img.getbands()
+        if arr.ndim == 3 and len(bands) == arr.shape[2] and "A" in bands and len(bands) > 1:
+            arr = arr[..., [i for i, band in enumerate(bands) if band != "A"]]
+    else:
+        arr = pixels
+        if arr.ndim == 3 and arr.shape[2] in (2, 4):
+            arr = arr[..., : arr.shape[2] - 1]  # drop alpha
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise DataError(f"mask {path} holds NaN or infinite values; masks mark defect pixels with values > 0")
+    binary = arr > (127 if fmt == "JPEG" else 0)
+    return binary.any(axis=2) if binary.ndim == 3 else binary
+
+
+def read_mask(path: str | Path, spec: ImageSpec) -> np.ndarray:
+    """One mask file as booleans ``[H, W]`` in the model frame (placed like its image, nearest neighbour)."""
+    binary = mask_pixels(path)
+    size = (binary.shape[1], binary.shape[0])
+    check_size(size, spec, f"mask {path}")
+    left, top, right, bottom = content_box(size, spec)
+    img = Image.fromarray(binary.astype(np.uint8) * 255)
+    out = np.zeros((spec.height, spec.width), dtype=bool)
+    out[top:bottom, left:right] = np.asarray(img.resize((right - left, bottom - top), Image.NEAREST)) > 0
     return out
 
 
-def content_box(size: tuple[int, int], spec: ImageSpec) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of an image of ``size`` (w, h) inside the model frame (letterbox aware)."""
-    if not spec.keep_aspect:
-        return 0, 0, spec.width, spec.height
-    w, h = size
-    scale = min(spec.width / w, spec.height / h)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    left, top = (spec.width - nw) // 2, (spec.height - nh) // 2
-    return left, top, left + nw, top + nh
+def read_masks(samples: list[AnomalySample], spec: ImageSpec) -> np.ndarray:
+    """Boolean masks ``[N, H, W]`` in the model frame (all False for good images / no mask). Unreadable masks and
+    masks of another size than their image are refused, all together."""
+    out = np.zeros((len(samples), spec.height, spec.width), dtype=bool)
+    problems: list[str] = []
+    for i, s in enumerate(samples):
+        if s.mask is None:
+            continue
+        try:
+            mask_size, img_size = oriented_size(s.mask), oriented_size(s.path)
+            if mask_size != img_size:
+                problems.append(_size_mismatch(s, mask_size, img_size))
+                continue
+            out[i] = read_mask(s.mask, spec)
+        except DataError as exc:
+            problems.append(str(exc))
+    _raise_problems(problems, "the masks")
+    return out
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header."""
-    with Image.open(path) as img:
-        return img.size
+    """(width, height) of an image as decoded (EXIF orientation applied), from its header."""
+    return oriented_size(path)
 
 
 __all__ = ["AnomalyData", "AnomalySample", "content_box", "has_masks", "image_size", "is_image_file",
-           "read_anomaly_data", "read_masks"]
+           "mask_pixels", "read_anomaly_data", "read_mask", "read_masks"]

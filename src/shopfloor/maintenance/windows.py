@@ -119,7 +119,9 @@ def make_windows(histories: SensorHistories, features: list[str], window: int, s
         view = np.lib.stride_tricks.sliding_window_view(block, window, axis=0)  # (n - window + 1, F, window)
         chosen = view[stops_arr - window + 1].transpose(0, 2, 1)
         if baseline_rows:
-            first = pad_front(values[s:s + baseline_rows], baseline_rows)
+            # the unit's own first rows only (a unit shorter than the reference repeats its first reading;
+            # it never borrows the next unit's rows)
+            first = pad_front(values[s:min(s + baseline_rows, e)], baseline_rows)
             chosen = np.concatenate([np.broadcast_to(first, (len(chosen), *first.shape)), chosen], axis=1)
         xs.append(chosen)
         row = s + np.maximum(stops_arr - (len(block) - n), 0)  # row in the unpadded frame

@@ -1,4 +1,13 @@
-"""Earlier import path of AnomalyDetection; kept so existing scripts keep working. New code imports :mod:`shopfloor.inspection.anomaly`."""
+"""Earlier import path of :mod:`shopfloor.inspection.anomaly.task`, kept so existing scripts keep working; every name of that module
+is available here. New code imports from the application package."""
 
-from shopfloor.inspection.anomaly import *  # noqa: F401,F403
-from shopfloor.inspection.anomaly import __all__  # noqa: F401
+from importlib import import_module as _import_module
+from typing import Any as _Any
+
+_module = _import_module("shopfloor.inspection.anomaly.task")
+__all__ = list(getattr(_module, "__all__", ()))
+globals().update({name: getattr(_module, name) for name in __all__})
+
+
+def __getattr__(name: str) -> _Any:
+    return getattr(_module, name)

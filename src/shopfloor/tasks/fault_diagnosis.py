@@ -1,4 +1,13 @@
-"""Earlier import path of FaultDiagnosis; kept so existing scripts keep working. New code imports :mod:`shopfloor.maintenance.fault_diagnosis`."""
+"""Earlier import path of :mod:`shopfloor.maintenance.fault_diagnosis.task`, kept so existing scripts keep working; every name of that module
+is available here. New code imports from the application package."""
 
-from shopfloor.maintenance.fault_diagnosis import *  # noqa: F401,F403
-from shopfloor.maintenance.fault_diagnosis import __all__  # noqa: F401
+from importlib import import_module as _import_module
+from typing import Any as _Any
+
+_module = _import_module("shopfloor.maintenance.fault_diagnosis.task")
+__all__ = list(getattr(_module, "__all__", ()))
+globals().update({name: getattr(_module, name) for name in __all__})
+
+
+def __getattr__(name: str) -> _Any:
+    return getattr(_module, name)

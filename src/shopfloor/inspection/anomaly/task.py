@@ -11,7 +11,14 @@ Fitting streams the good images in batches; the PatchCore feature store is cappe
 ``feature_memory_mb`` (patches are subsampled per image beyond it) and the greedy coreset works on
 a random projection in chunks. Thresholds are chosen on held-out good images (``quantile`` rule:
 the ``1 - false_alarm_rate`` quantile of their scores) or, when defective validation images exist,
-F1-optimally (``f1`` rule); the rule used is recorded in the artifact.
+F1-optimally (``f1`` rule); the rule used is recorded in the artifact. A threshold resting on too few
+images (fewer than 10 held-out good ones, a false-alarm rate the held-out images cannot resolve, fewer than 5
+defective validation images for the F1 rule) is a training warning kept in ``state["warnings"]``.
+
+Images are decoded by the rules of :class:`~shopfloor.inspection.images.ImageSpec` (16-bit and float images by
+their real range, the bit depth detected at fit; EXIF orientation; too-small images refused); the training range
+of each image's intensity statistics is stored, and images far outside it are flagged (see
+:mod:`shopfloor.inspection.inputs`).
 """
 
 from __future__ import annotations
@@ -36,22 +43,32 @@ from shopfloor.core.training import seed_everything
 
 from ..backbones import WEIGHT_PACKAGES
 from ..images import (
+    FrameInfo,
     ImageSource,
     ImageSpec,
-    array_to_model_frame,
+    content_box,
+    decode_frame,
+    decode_rgb,
+    detect_bit_depth,
     expand_image_inputs,
-    open_image,
-    read_image_source,
-    read_images,
+    input_names,
+    read_frames,
+    split_image_stack,
+    stretch_message,
     to_model_input,
+    warn_stretched,
 )
-from ..layouts import AnomalyData, AnomalySample, content_box, has_masks, read_anomaly_data, read_masks
+from ..inputs import check_ranges, fit_input_ranges, has_ranges, mark_rows, settle_bad_inputs
+from ..layouts import AnomalyData, AnomalySample, has_masks, read_anomaly_data, read_masks
 from .coreset import greedy_coreset
 from .metrics import f1_optimal_threshold, false_alarm_threshold, image_metrics, pixel_metrics
 from .padim import Padim
 from .patchcore import PatchCore
 
 log = logging.getLogger(__name__)
+
+MIN_HELDOUT_GOOD = 10  # fewer held-out good images than this: the threshold is a training warning
+MIN_VALIDATION_DEFECTS = 5  # the same for the defective validation images behind an F1 threshold
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -64,6 +81,8 @@ class AnomalyDetectionConfig(StrictModel):
     pretrained: bool = True
     image_size: int | list[int] = Field(256, description="square size, or [height, width]; multiples of 32")
     keep_aspect: bool = Field(False, description="letterbox images instead of stretching them (elongated parts)")
+    bit_depth: Literal["auto", 8, 10, 12, 14, 16] = Field(
+        "auto", description="significant bits of 16-bit images: auto detects them from the training images")
     feature_blocks: list[int] = Field([4, 10], description="backbone blocks whose outputs form the patch features")
     coreset_ratio: float = Field(0.1, gt=0, le=1, description="share of training patches kept in the memory bank")
     max_bank_size: int = Field(1536, ge=1, description="upper bound of the memory bank (inference cost grows with it)")
@@ -138,26 +157,29 @@ class AnomalyDetection(Task):
         if isinstance(data, AnomalyData):
             return data, data.train
         if isinstance(data, np.ndarray):
-            if data.ndim not in (3, 4) or data.dtype != np.uint8:
-                raise DataError(f"in-memory training images must be uint8 NxHxW or NxHxWx3; got {data.dtype} "
-                                f"{data.shape}")
+            split_image_stack(data, "in-memory training images")  # NxHxW or NxHxWxC, never channels-first
             return None, data
         found = read_anomaly_data(data, need="train")
         return found, found.train
 
-    def _load_batch(self, source: list[Path] | np.ndarray, sl: slice) -> torch.Tensor:
+    def _load_batch(self, source: list[Path] | np.ndarray, sl: slice,
+                    infos: list[FrameInfo] | None = None) -> torch.Tensor:
         spec = self.image_spec
         if isinstance(source, np.ndarray):
-            arrays = np.stack([array_to_model_frame(a, spec) for a in source[sl]])
+            decoded = [decode_frame(a, spec, f"in-memory training image {sl.start + k}")
+                       for k, a in enumerate(source[sl])]
+            arrays, found = np.stack([frame for frame, _ in decoded]), [info for _, info in decoded]
         else:
-            arrays = read_images(source[sl], spec)
+            arrays, found = read_frames(source[sl], spec)
+        if infos is not None:
+            infos.extend(found)
         return torch.from_numpy(to_model_input(arrays))
 
-    def _batches(self, source: list[Path] | np.ndarray, desc: str):
+    def _batches(self, source: list[Path] | np.ndarray, desc: str, infos: list[FrameInfo] | None = None):
         n = len(source)
         for sl in tqdm(list(batched(n, self.training.batch_size)), desc=desc, leave=False,
                        disable=not self.training.progress):
-            yield self._load_batch(source, sl)
+            yield self._load_batch(source, sl, infos)
 
     def fit(self, data: str | Path | AnomalyData | np.ndarray, out_dir: str | Path | None = None) -> "AnomalyDetection":
         cfg = self.config
@@ -169,9 +191,16 @@ class AnomalyDetection(Task):
             raise DataError(f"anomaly detection needs at least 3 good training images (found {n}): some are held "
                             "out to set the threshold")
         h, w = cfg.height_width
+        validation = dataset.validation if dataset else []
+        if cfg.bit_depth != "auto":
+            bit_depth = cfg.bit_depth
+        elif isinstance(good, np.ndarray):
+            bit_depth = detect_bit_depth([good])
+        else:
+            bit_depth = detect_bit_depth(list(good) + [s.path for s in validation])
         self.state = {
             "model": cfg.model,
-            "image_spec": ImageSpec(height=h, width=w, keep_aspect=cfg.keep_aspect).model_dump(),
+            "image_spec": ImageSpec(height=h, width=w, keep_aspect=cfg.keep_aspect, bit_depth=bit_depth).model_dump(),
             "input": {"name": "images", "layout": "NCHW", "dtype": "float32", "range": "0..255", "color": "RGB"},
             "outputs": {"score": "[N] normalised image score, >= 0.5 means anomalous",
                         "anomaly_map": "[N, H, W] normalised anomaly map, >= 0.5 means anomalous pixel"},
@@ -185,12 +214,20 @@ class AnomalyDetection(Task):
 
         model = self.build_model(pretrained=cfg.pretrained).eval()
         extract = self._feature_extractor(model)
+        infos: list[FrameInfo] = []  # of every good training image: bank, then held out
         with torch.no_grad():
             if isinstance(model, PatchCore):
-                self._fit_patchcore(model, bank_source, extract)
+                self._fit_patchcore(model, bank_source, extract, infos)
             else:
-                self._fit_padim(model, bank_source, extract)
-            self._calibrate(model, held_source, dataset.validation if dataset else [], extract)
+                self._fit_padim(model, bank_source, extract, infos)
+            self._calibrate(model, held_source, validation, extract, infos, n_good=n)
+        self.state["input_ranges"] = fit_input_ranges(infos)
+        names = [f"in-memory training image {i}" for i in range(n)] if isinstance(good, np.ndarray) else \
+            [str(p) for p in good]
+        ordered = [names[i] for i in np.concatenate([bank_idx, held_idx])]
+        stretched = stretch_message(infos, ordered, self.image_spec, "good training images")
+        if stretched:
+            self.note_warning(stretched)
         self.torch_model = model
         if isinstance(good, np.ndarray):
             self.data_fingerprint = fingerprint_arrays(good)
@@ -199,7 +236,7 @@ class AnomalyDetection(Task):
         self.export()
         self.metrics = {
             "n_train": int(len(bank_idx)), "n_heldout_good": int(len(held_idx)),
-            "n_validation_defective": int(sum(s.label for s in (dataset.validation if dataset else []))),
+            "n_validation_defective": int(sum(s.label for s in validation)),
             "threshold_rule": self.state["threshold_rule"],
             "heldout_good_flagged": self.state["calibration"]["heldout_good_flagged"],
             "fit_seconds": round(time.perf_counter() - start, 2),
@@ -218,7 +255,8 @@ class AnomalyDetection(Task):
         session = OnnxModel(onnx, device=self.training.device)
         return lambda batch: torch.from_numpy(session.run(images=batch.numpy())["features"])
 
-    def _fit_patchcore(self, model: PatchCore, source: list[Path] | np.ndarray, extract: Extractor) -> None:
+    def _fit_patchcore(self, model: PatchCore, source: list[Path] | np.ndarray, extract: Extractor,
+                       infos: list[FrameInfo] | None = None) -> None:
         cfg = self.config
         gh, gw = model.extractor.grid
         per_image = gh * gw
@@ -229,7 +267,7 @@ class AnomalyDetection(Task):
         store = torch.empty(len(source) * keep, c)
         gen = torch.Generator().manual_seed(cfg.training.seed)
         row = 0
-        for batch in self._batches(source, "extracting features"):
+        for batch in self._batches(source, "extracting features", infos):
             feats = extract(batch)
             rows = feats.permute(0, 2, 3, 1).reshape(feats.shape[0], per_image, c)
             if keep < per_image:
@@ -249,28 +287,31 @@ class AnomalyDetection(Task):
             log.warning("feature_memory_mb=%d caps the feature store: %d of %d patches kept per image",
                         cfg.feature_memory_mb, keep, per_image)
 
-    def _fit_padim(self, model: Padim, source: list[Path] | np.ndarray, extract: Extractor) -> None:
+    def _fit_padim(self, model: Padim, source: list[Path] | np.ndarray, extract: Extractor,
+                   infos: list[FrameInfo] | None = None) -> None:
         acc = model.accumulator()
-        for batch in self._batches(source, "extracting features"):
+        for batch in self._batches(source, "extracting features", infos):
             acc.update(extract(batch))
         mean, inv_cov = acc.finalize(self.config.padim_regularization)
         model.set_gaussians(mean, inv_cov)
         self.state.update(patch_grid=list(model.extractor.grid))
 
     def _raw_scores(self, model: nn.Module, source: list[Path] | np.ndarray, extract: Extractor,
-                    desc: str) -> tuple[np.ndarray, np.ndarray]:
+                    desc: str, infos: list[FrameInfo] | None = None) -> tuple[np.ndarray, np.ndarray]:
         scores, maps = [], []
-        for batch in self._batches(source, desc):
+        for batch in self._batches(source, desc, infos):
             s, m = model.head.raw(model.feature_scores(extract(batch)))
             scores.append(s.numpy())
             maps.append(m.numpy())
         return np.concatenate(scores), np.concatenate(maps)
 
     def _calibrate(self, model: nn.Module, held_good: list[Path] | np.ndarray,
-                   validation: list[AnomalySample], extract: Extractor) -> None:
-        """Set image and pixel thresholds and scales from held-out good (and validation) images."""
+                   validation: list[AnomalySample], extract: Extractor, infos: list[FrameInfo] | None = None,
+                   n_good: int | None = None) -> None:
+        """Set image and pixel thresholds and scales from held-out good (and validation) images; warn (kept in the
+        artifact) when they rest on too few images."""
         cfg = self.config
-        good_scores, good_maps = self._raw_scores(model, held_good, extract, "scoring held-out good images")
+        good_scores, good_maps = self._raw_scores(model, held_good, extract, "scoring held-out good images", infos)
         val_scores = np.zeros(0)
         val_labels = np.zeros(0, dtype=int)
         val_maps = None
@@ -313,22 +354,60 @@ class AnomalyDetection(Task):
             "heldout_good_flagged": float((good_scores >= image_threshold).mean()),
             "normalisation": "sigmoid((raw - threshold) / scale): 0.5 is the threshold",
         }
+        self._warn_weak_threshold(rule, method, good_scores, image_threshold, int(val_labels.sum()),
+                                  n_good or len(good_scores))
+
+    def _warn_weak_threshold(self, rule: str, method: str, good_scores: np.ndarray, threshold: float,
+                             n_defective: int, n_good: int) -> None:
+        """A training warning (``state["warnings"]``) when the threshold rests on too few images."""
+        cfg = self.config
+        n_held, rate = len(good_scores), cfg.false_alarm_rate
+        problems = []
+        if n_held < MIN_HELDOUT_GOOD:
+            problems.append(f"it was set on only {n_held} held-out good image(s) (fewer than {MIN_HELDOUT_GOOD}), so "
+                            "the share of new good parts it flags is uncertain")
+        if rule == "quantile" and n_held * rate < 1:
+            need = math.ceil(1 / rate) if rate > 0 else None
+            resolved = (f"--false-alarm-rate {rate:g} needs at least {need} held-out good images to be resolved"
+                        if need else "--false-alarm-rate 0 puts it at the highest held-out score")
+            problems.append(f"{resolved}; with {n_held} the threshold {threshold:.4g} comes from {method} (highest "
+                            f"held-out score {float(np.max(good_scores)):.4g})")
+        if rule == "f1" and n_defective < MIN_VALIDATION_DEFECTS:
+            problems.append(f"the F1 rule chose it on only {n_defective} defective validation image(s) (fewer than "
+                            f"{MIN_VALIDATION_DEFECTS})")
+        if not problems:
+            return
+        floor = f"{1 / n_held:.2g}" if n_held else "1"
+        self.note_warning(
+            "anomaly threshold may not hold on new parts: " + "; ".join(problems) + f". {n_held} of {n_good} good "
+            f"training images were held out (--val-fraction {cfg.training.val_fraction:g}). Add good training images "
+            f"or raise --val-fraction; or use --false-alarm-rate {floor} or more, or --threshold-rule f1 with "
+            "defective validation images (plain layout: defect/; MVTec layout: validation/<type>/)")
 
     # ----------------------------------------------------------------- inference
-    def score_images(self, items: Sequence[ImageSource], desc: str = "scoring",
-                     batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised scores ``[N]`` and maps ``[N, H, W]`` of image files or arrays, through ONNX Runtime.
-
-        Decoding and scoring run side by side on every core (:class:`shopfloor.core.runtime.ParallelRunner`);
-        the results equal one batched run of the same graph.
-        """
+    def _score(self, items: Sequence[ImageSource], names: Sequence[str], desc: str = "scoring",
+               batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, list[FrameInfo | None],
+                                                      dict[int, DataError]]:
+        """Normalised scores ``[N]`` and maps ``[N, H, W]``, the :class:`FrameInfo` of each item and the errors of
+        the items that could not be read (index -> error; scored as blank frames, for the caller to drop)."""
         spec = self.image_spec
         items = list(items)
+        infos: list[FrameInfo | None] = [None] * len(items)
+        errors: dict[int, DataError] = {}
         if not items:
-            return np.zeros(0, np.float32), np.zeros((0, spec.height, spec.width), np.float32)
+            return np.zeros(0, np.float32), np.zeros((0, spec.height, spec.width), np.float32), infos, errors
+        blank = np.zeros((spec.height, spec.width, 3), np.uint8)
 
-        def prepare(job: Sequence[ImageSource]) -> dict[str, np.ndarray]:
-            return {"images": to_model_input(np.stack([read_image_source(x, spec) for x in job]))}
+        def prepare(job: Sequence[int]) -> dict[str, np.ndarray]:
+            frames = []
+            for i in job:
+                try:
+                    frame, infos[i] = decode_frame(items[i], spec, names[i])
+                except DataError as exc:  # listed (refused or skipped) by the caller
+                    errors[i] = exc
+                    frame = blank
+                frames.append(frame)
+            return {"images": to_model_input(np.stack(frames))}
 
         batch_size = batch_size or self.training.batch_size
         # PaDiM reads its per-position inverse covariances (~100 MB at 256 px) on every run: several images
@@ -336,21 +415,33 @@ class AnomalyDetection(Task):
         per_run = batch_size if self.config.model == "padim" else 1
         scores, maps = [], []
         with tqdm(total=len(items), desc=desc, leave=False, disable=not self.training.progress) as bar:
-            for out in self.parallel_runtime.map(prepare, items, batch_size, bar.update, per_run=per_run):
+            for out in self.parallel_runtime.map(prepare, list(range(len(items))), batch_size, bar.update,
+                                                 per_run=per_run):
                 scores.append(out["score"])
                 maps.append(out["anomaly_map"])
-        return np.concatenate(scores), np.concatenate(maps)
+        return np.concatenate(scores), np.concatenate(maps), infos, errors
 
-    def _valid_region(self, paths: Sequence[Path]) -> np.ndarray | None:
+    def score_images(self, items: Sequence[ImageSource], desc: str = "scoring",
+                     batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised scores ``[N]`` and maps ``[N, H, W]`` of image files or arrays, through ONNX Runtime.
+
+        Decoding and scoring run side by side on every core (:class:`shopfloor.core.runtime.ParallelRunner`);
+        the results equal one batched run of the same graph. Unreadable inputs are refused, all listed.
+        """
+        items = list(items)
+        names = input_names(items)
+        scores, maps, _, errors = self._score(items, names, desc, batch_size)
+        settle_bad_inputs(len(items), errors, names, skip_bad=False)
+        return scores, maps
+
+    def _valid_region(self, sizes: Sequence[tuple[int, int]]) -> np.ndarray | None:
         """Pixels of the model frame that show the image (None when nothing is letterboxed)."""
         spec = self.image_spec
         if not spec.keep_aspect:
             return None
-        from ..layouts import image_size
-
-        valid = np.zeros((len(paths), spec.height, spec.width), dtype=bool)
-        for i, p in enumerate(paths):
-            left, top, right, bottom = content_box(image_size(p), spec)
+        valid = np.zeros((len(sizes), spec.height, spec.width), dtype=bool)
+        for i, size in enumerate(sizes):
+            left, top, right, bottom = content_box(size, spec)
             valid[i, top:bottom, left:right] = True
         return valid
 
@@ -360,18 +451,23 @@ class AnomalyDetection(Task):
         dataset = data if isinstance(data, AnomalyData) else read_anomaly_data(data, need="test")
         samples = dataset.test
         paths = [s.path for s in samples]
+        names = [str(p) for p in paths]
         labels = np.array([s.label for s in samples])
         types = np.array([s.defect_type for s in samples])
-        scores, maps = self.score_images(paths, "scoring test images")
+        scores, maps, infos, errors = self._score(paths, names, "scoring test images")
+        settle_bad_inputs(len(paths), errors, names, skip_bad=False)
+        warn_stretched(infos, names, self.image_spec)
+        flagged = check_ranges(self, names, infos)
         masks = read_masks(samples, self.image_spec) if has_masks(samples) else None
-        valid = self._valid_region(paths)
+        valid = self._valid_region([info.size for info in infos])
         result: dict[str, Any] = image_metrics(labels, scores)
         result.update(pixel_auroc=None, aupro=None, pixel_f1=None)
         if masks is not None:
             result.update(pixel_metrics(maps, masks, valid, max_fpr=opts.aupro_max_fpr))
         result.update(n_test=int(len(samples)), n_good=int((labels == 0).sum()),
                       n_defective=int(labels.sum()), threshold_rule=self.state.get("threshold_rule"),
-                      pixel_metrics_note=None if masks is not None else "no masks: pixel metrics skipped")
+                      pixel_metrics_note=None if masks is not None else "no masks: pixel metrics skipped",
+                      n_out_of_range=sum(bool(f) for f in flagged) if has_ranges(self) else None)
         result["per_type"] = self._per_type(labels, types, scores, maps, masks, valid, opts.aupro_max_fpr, result)
         if report_dir is not None:
             from .report import write_anomaly_report
@@ -400,40 +496,65 @@ class AnomalyDetection(Task):
         return out
 
     def predict(self, inputs: Sequence[ImageSource] | ImageSource, out_dir: str | Path | None = None,
-                explain: bool = False) -> list[dict[str, Any]]:
+                explain: bool = False, skip_bad: bool = False) -> list[dict[str, Any]]:
         """Score, label and anomalous-area share per image; with ``out_dir`` (or ``explain``, which then
-        writes to ./anomaly_maps) also a mask PNG and a heatmap overlay PNG at the image's own size."""
+        writes to ./anomaly_maps) also a mask PNG and a heatmap overlay PNG at the image's own size.
+
+        Inputs that cannot be read refuse the batch, all listed; with ``skip_bad`` they are skipped and returned as
+        rows ``{"input", "skipped": True, "error"}`` in their place. Rows of images far outside the training
+        intensity ranges carry ``out_of_range`` (a warning; refused when ``strict``)."""
         items = expand_image_inputs(inputs)
+        names = input_names(items)
         spec = self.image_spec
-        results: list[dict[str, Any]] = []
+        rows: dict[int, dict[str, Any]] = {}
+        infos: dict[int, FrameInfo] = {}
+        errors: dict[int, DataError] = {}
         out = Path(out_dir) if out_dir is not None else (Path("anomaly_maps") if explain else None)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         used: set[str] = set()
         for sl in batched(len(items), self.training.batch_size):
-            chunk = items[sl]
-            scores, maps = self.score_images(chunk, "predicting")
-            for k, (item, score, amap) in enumerate(zip(chunk, scores, maps)):
-                index = sl.start + k
-                original = _original_rgb(item)
-                box = content_box((original.shape[1], original.shape[0]), spec)
-                full_map = _to_original_size(amap, box, original.shape[:2])
+            index = list(range(sl.start, sl.stop))
+            if errors and not skip_bad:  # the batch is refused below, every bad input listed: read, do not score
+                for i in index:
+                    try:
+                        infos[i] = decode_frame(items[i], spec, names[i])[1]
+                    except DataError as exc:
+                        errors[i] = exc
+                continue
+            scores, maps, found, failed = self._score([items[i] for i in index], [names[i] for i in index],
+                                                      "predicting")
+            errors.update({index[k]: exc for k, exc in failed.items()})
+            kept = [k for k in range(len(index)) if k not in failed]
+            infos.update({index[k]: found[k] for k in kept})
+            if errors and not skip_bad:
+                continue
+            if self.strict:  # refuse before writing any file
+                check_ranges(self, [names[index[k]] for k in kept], [found[k] for k in kept])
+            for k in kept:
+                i, item, score = index[k], items[index[k]], float(scores[k])
+                width, height = found[k].size
+                full_map = _to_original_size(maps[k], content_box((width, height), spec), (height, width))
                 mask = full_map >= 0.5
-                entry = {"input": str(item) if not isinstance(item, np.ndarray) else f"array[{index}]",
-                         "score": float(score), "label": "anomalous" if score >= 0.5 else "good",
+                entry = {"input": names[i], "score": score, "label": "anomalous" if score >= 0.5 else "good",
                          "is_anomalous": bool(score >= 0.5), "anomalous_area": float(mask.mean())}
                 if out is not None:
-                    stem = Path(item).stem if not isinstance(item, np.ndarray) else f"array_{index:04d}"
+                    stem = Path(item).stem if not isinstance(item, np.ndarray) else f"array_{i:04d}"
                     if stem in used and not isinstance(item, np.ndarray):
                         stem = f"{Path(item).parent.name}_{stem}"
-                    stem = stem if stem not in used else f"{stem}_{index:04d}"
+                    stem = stem if stem not in used else f"{stem}_{i:04d}"
                     used.add(stem)
                     entry["mask"] = str(_save_png((mask * 255).astype(np.uint8), out / f"{stem}_mask.png"))
                     from shopfloor.core.report import heatmap_overlay
 
+                    original = np.asarray(decode_rgb(item, spec, names[i]))
                     entry["heatmap"] = str(_save_png(heatmap_overlay(original, full_map), out / f"{stem}_heatmap.png"))
-                results.append(entry)
-        return results
+                rows[i] = entry
+        skipped = settle_bad_inputs(len(items), errors, names, skip_bad)
+        good = sorted(rows)
+        warn_stretched([infos[i] for i in good], [names[i] for i in good], spec)
+        mark_rows(self, [rows[i] for i in good], check_ranges(self, [names[i] for i in good], [infos[i] for i in good]))
+        return [rows[i] if i in rows else skipped[i] for i in range(len(items))]
 
     # ----------------------------------------------------------------- demo
     @classmethod
@@ -458,13 +579,6 @@ class AnomalyDetection(Task):
 def _scale(threshold: float, typical_good: float) -> float:
     """Sigmoid scale: the gap between the threshold and a typical good value (floored at 5 % of the threshold)."""
     return float(max(threshold - typical_good, 0.05 * abs(threshold), 1e-6))
-
-
-def _original_rgb(item: ImageSource) -> np.ndarray:
-    if isinstance(item, np.ndarray):
-        arr = item.squeeze(-1) if item.ndim == 3 and item.shape[2] == 1 else item
-        return np.stack([arr] * 3, axis=-1) if arr.ndim == 2 else arr
-    return np.asarray(open_image(item).convert("RGB"))
 
 
 def _to_original_size(amap: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:

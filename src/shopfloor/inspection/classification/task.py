@@ -1,6 +1,8 @@
 """Defect classification: a CNN that sorts product-surface images into defect classes.
 
-Data: a folder with one sub-folder per class (png/jpg/jpeg/bmp/tif, grayscale or RGB, any size).
+Data: a folder with one sub-folder per class (png/jpg/jpeg/bmp/tif, grayscale or RGB, 8 or 16 bits or float,
+any size not under a quarter of the input size). Pixel values, orientation and size follow the rules of
+:class:`~shopfloor.inspection.images.ImageSpec`; the bit depth of deep images is detected at fit and recorded.
 Model: ImageNet-pretrained EfficientNet-Lite0 (offline weights) fine-tuned, or ``simple-cnn``.
 """
 
@@ -29,14 +31,20 @@ from shopfloor.core.training import SupervisedModule, fit_supervised, seed_every
 from ..augment import AugmentConfig, ImageAugmenter
 from ..backbones import weights_path
 from ..images import (
+    FrameInfo,
     ImageSource,
     ImageSpec,
+    decode_frame,
+    detect_bit_depth,
     expand_image_inputs,
-    read_image_source,
-    read_images,
+    input_names,
+    read_frames,
     scan_class_folders,
+    stretch_message,
     to_model_input,
+    warn_stretched,
 )
+from ..inputs import check_ranges, fit_input_ranges, has_ranges, mark_rows, settle_bad_inputs
 from .dataset import ImageArrayDataset
 from .models import (
     CLASSIFIER_MODELS,
@@ -53,6 +61,8 @@ class DefectClassificationConfig(StrictModel):
     pretrained: bool = True
     image_size: int = Field(224, ge=32, description="square input size; multiples of 32 suit EfficientNet")
     keep_aspect: bool = Field(False, description="letterbox images instead of stretching them")
+    bit_depth: Literal["auto", 8, 10, 12, 14, 16] = Field(
+        "auto", description="significant bits of 16-bit images: auto detects them from the training images")
     min_images_per_class: int = Field(5, ge=2)
     class_weighting: Literal["balanced", "none"] = "balanced"
     augment: AugmentConfig = AugmentConfig()
@@ -160,15 +170,20 @@ class DefectClassification(Task):
         seed_everything(train_cfg.seed)
         dataset = data if isinstance(data, LabelledImages) else LabelledImages.from_folder(
             data, min_per_class=cfg.min_images_per_class)
+        bit_depth = detect_bit_depth(dataset.paths) if cfg.bit_depth == "auto" else cfg.bit_depth
         self.state = {
             "classes": list(dataset.classes),
-            "image_spec": ImageSpec(height=cfg.image_size, width=cfg.image_size,
-                                    keep_aspect=cfg.keep_aspect).model_dump(),
+            "image_spec": ImageSpec(height=cfg.image_size, width=cfg.image_size, keep_aspect=cfg.keep_aspect,
+                                    bit_depth=bit_depth).model_dump(),
             "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "range": "0..255", "color": "RGB"},
             "normalisation": "(x - 127) / 128, inside the ONNX graph",
         }
-        images = read_images(dataset.paths, self.image_spec, progress=train_cfg.progress,
-                             desc="reading training images")
+        images, infos = read_frames(dataset.paths, self.image_spec, progress=train_cfg.progress,
+                                    desc="reading training images")
+        self.state["input_ranges"] = fit_input_ranges(infos)
+        stretched = stretch_message(infos, [str(p) for p in dataset.paths], self.image_spec, "training images")
+        if stretched:
+            self.note_warning(stretched)
         labels = np.asarray(dataset.labels)
         train_idx, val_idx = stratified_split(labels, train_cfg.val_fraction, train_cfg.seed)
         self.data_fingerprint = fingerprint_files(dataset.paths, dataset.root)
@@ -239,10 +254,15 @@ class DefectClassification(Task):
                  **options: Any) -> dict[str, Any]:
         self.EvaluateOptions(**options)
         test, labels = self._test_set(data)
-        images = read_images(test.paths, self.image_spec, progress=self.training.progress, desc="reading test images")
+        images, infos = read_frames(test.paths, self.image_spec, progress=self.training.progress,
+                                    desc="reading test images")
+        names = [str(p) for p in test.paths]
+        warn_stretched(infos, names, self.image_spec)
+        flagged = check_ranges(self, names, infos)
         probs = self._probabilities(images, progress=self.training.progress)
         predicted = probs.argmax(1)
         metrics = classification_metrics(labels, predicted, probs, self.classes)
+        metrics["n_out_of_range"] = sum(bool(f) for f in flagged) if has_ranges(self) else None
         if report_dir is not None:
             from .report import write_classification_report
 
@@ -251,28 +271,51 @@ class DefectClassification(Task):
         return metrics
 
     def predict(self, inputs: Sequence[ImageSource] | ImageSource, out_dir: str | Path | None = None,
-                explain: bool = False, chunk: int = 256) -> list[dict[str, Any]]:
-        """Files, folders or in-memory uint8 images -> label, confidence, probabilities (+ Grad-CAM file)."""
+                explain: bool = False, chunk: int = 256, skip_bad: bool = False) -> list[dict[str, Any]]:
+        """Files, folders or in-memory images -> label, confidence, probabilities (+ Grad-CAM file).
+
+        Inputs that cannot be read refuse the batch, all listed; with ``skip_bad`` they are skipped and returned as
+        rows ``{"path", "input", "skipped": True, "error"}`` in their place. Rows of images far outside the training
+        intensity ranges carry ``out_of_range`` (a warning; refused when ``strict``)."""
         items = expand_image_inputs(inputs)
-        names = [str(x) if not isinstance(x, np.ndarray) else f"array[{i}]" for i, x in enumerate(items)]
-        results: list[dict[str, Any]] = []
+        names = input_names(items)
+        spec = self.image_spec
+        rows: dict[int, dict[str, Any]] = {}
+        infos: dict[int, FrameInfo] = {}
+        errors: dict[int, DataError] = {}
         for sl in batched(len(items), chunk):  # bounded memory for large folders
-            images = np.stack([read_image_source(x, self.image_spec) for x in items[sl]])
+            kept, frames = [], []
+            for i in range(sl.start, sl.stop):
+                try:
+                    frame, infos[i] = decode_frame(items[i], spec, names[i])
+                except DataError as exc:
+                    errors[i] = exc
+                    continue
+                kept.append(i)
+                frames.append(frame)
+            if not kept or (errors and not skip_bad):
+                continue  # the batch is refused below, every bad input listed: keep reading, stop scoring
+            if self.strict:  # refuse before scoring and writing explanations
+                check_ranges(self, [names[i] for i in kept], [infos[i] for i in kept])
+            images = np.stack(frames)
             probs = self._probabilities(images)
-            part = []
-            for name, p in zip(names[sl], probs):
+            for i, p in zip(kept, probs):
                 k = int(p.argmax())
-                part.append({"path": name, "label": self.classes[k], "confidence": float(p[k]),
-                             "probabilities": {c: float(v) for c, v in zip(self.classes, p)}})
+                rows[i] = {"path": names[i], "label": self.classes[k], "confidence": float(p[k]),
+                           "probabilities": {c: float(v) for c, v in zip(self.classes, p)}}
             if explain:
                 from .report import write_explanations
 
                 out = Path(out_dir) if out_dir is not None else Path("explanations")
-                files = write_explanations(out, self.require_model(), self.classes, names[sl], images, probs.argmax(1))
-                for result, file in zip(part, files):
-                    result["explanation"] = str(file)
-            results.extend(part)
-        return results
+                files = write_explanations(out, self.require_model(), self.classes, [names[i] for i in kept], images,
+                                           probs.argmax(1))
+                for i, file in zip(kept, files):
+                    rows[i]["explanation"] = str(file)
+        skipped = settle_bad_inputs(len(items), errors, names, skip_bad, key="path")
+        good = sorted(rows)
+        warn_stretched([infos[i] for i in good], [names[i] for i in good], spec)
+        mark_rows(self, [rows[i] for i in good], check_ranges(self, [names[i] for i in good], [infos[i] for i in good]))
+        return [rows[i] if i in rows else skipped[i] for i in range(len(items))]
 
     @classmethod
     def demo(cls, out_dir: Path) -> dict[str, Any]:
