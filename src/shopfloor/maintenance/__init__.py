@@ -1,8 +1,9 @@
 """Predictive maintenance from sensor histories, vibration and process records.
 
-Readers and data tools of the application: ``histories`` (multi-unit sensor histories, C-MAPSS), ``windows`` (RUL target, unit-wise split,
-sliding windows), ``vibration`` (CWRU .mat and signal folders, leak-free time split), ``tabular`` (process
-records and their encoder), ``sequence`` (LSTM/GRU/1D-CNN/Transformer encoders used by several tasks).
+Readers and data tools of the application: ``histories`` (multi-unit sensor histories, C-MAPSS), ``windows`` (RUL
+target, unit-wise split, sliding windows), ``vibration`` (CWRU .mat and signal folders, leak-free time split),
+``tabular`` (process records and their encoder), ``sequence`` (LSTM/GRU/1D-CNN/Transformer encoders used by several
+tasks).
 
 Tasks, one sub-package each:
 - ``rul/``: ``rul``, remaining useful life with intervals (:class:`RemainingUsefulLife`);
