@@ -162,3 +162,56 @@ def test_one_split_per_repeat_with_a_single_fold():
     assert len(folds) == 3 and not np.array_equal(folds[0][1], folds[1][1])
     for train_idx, val_idx in folds:
         assert not set(train_idx) & set(val_idx) and y[val_idx].sum() > 0
+
+
+# ----------------------------------------------------------------------------- inputs and safety
+def test_training_ranges_and_inputs_note_are_stored(fitted):
+    task, _ = fitted
+    assert task.state["input_ranges"]["columns"] == task.schema.numeric
+    assert "Air temperature [K]" in task.state["input_ranges"]["columns"]
+    note = task.state["notes"][0]
+    assert note.startswith("model inputs:") and "left out as identifiers: [UDI, Product ID]" in note
+    assert "UDI" not in task.schema.numeric and "warnings" not in task.state  # the clean fixture warns of nothing
+
+
+def test_celsius_sent_to_a_kelvin_model_is_flagged_and_refused_when_strict(fitted):
+    from shopfloor.core.errors import OutOfRangeWarning
+
+    task, root = fitted
+    frame = pd.read_parquet(root / "test.parquet").head(5)
+    celsius = frame.copy()
+    celsius.loc[celsius.index[1], "Air temperature [K]"] -= 273.15
+    with pytest.warns(OutOfRangeWarning, match=r"row 1: Air temperature \[K\]"):
+        rows = task.predict(celsius)  # one DataFrame is one input
+    assert [r["out_of_range"] for r in rows] == [False, True, False, False, False]
+    assert rows[1]["out_of_range_columns"] == ["Air temperature [K]"]
+    strict = FailurePrediction.load(root / "model", strict=True)
+    with pytest.raises(DataError, match=r"Air temperature \[K\] \(trained on 29\d.*strict"):
+        strict.predict([celsius])
+    assert task.evaluate(root / "test.parquet")["n_out_of_range"] == 0
+    with pytest.warns(OutOfRangeWarning):
+        assert task.evaluate(celsius)["n_out_of_range"] == 1
+
+
+def test_bad_tables_refuse_the_batch_or_are_skipped_and_a_path_is_one_input(fitted, tmp_path):
+    task, root = fitted
+    good = tmp_path / "good.csv"
+    pd.read_parquet(root / "test.parquet").head(3).to_csv(good, index=False)
+    text = pd.read_csv(good).astype({"Torque [Nm]": object})
+    text.loc[0, "Torque [Nm]"] = "high"
+    text.to_csv(tmp_path / "text.csv", index=False)
+    with pytest.raises(DataError, match=r"2 of 3 input\(s\)(?s:.*)'Torque \[Nm\]' must be numeric(?s:.*)nope\.csv"):
+        task.predict([tmp_path / "text.csv", good, tmp_path / "nope.csv"])
+    with pytest.warns(UserWarning, match="skipped 2 of 3"):
+        rows = task.predict([tmp_path / "text.csv", good, tmp_path / "nope.csv"], skip_bad=True)
+    assert [r.get("skipped", False) for r in rows] == [True, False, False, False, True]
+    assert rows[0]["input"] == str(tmp_path / "text.csv") and "must be numeric" in rows[0]["error"]
+    assert [r["row"] for r in task.predict(str(good))] == [0, 1, 2]  # a str path is one input
+
+
+def test_unknown_and_missing_columns_are_named(fitted):
+    task, root = fitted
+    frame = pd.read_parquet(root / "test.parquet").head(3)
+    with pytest.warns(UserWarning, match=r"Tool wear \[h\] were not in the training data"):
+        with pytest.raises(DataError, match=r"missing feature column \['Tool wear \[min\]'\]"):
+            task.predict([frame.rename(columns={"Tool wear [min]": "Tool wear [h]"})])

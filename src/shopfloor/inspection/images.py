@@ -229,12 +229,16 @@ def _decode_file(path: Path) -> tuple[Image.Image | np.ndarray, bool, str | None
     fmt = img.format
     rawmode = _color16_rawmode(img)
     exact = True
-    if rawmode is not None:
-        pixels: Image.Image | np.ndarray
-        pixels, exact = _decode_color16(path, img, rawmode)
-    else:
-        pixels = _load(img, path)
-    orientation = _orientation(img, path)
+    pixels: Image.Image | np.ndarray
+    try:
+        if rawmode is not None:
+            pixels, exact = _decode_color16(path, img, rawmode)
+        else:
+            pixels = _load(img, path)
+        orientation = _orientation(img, path)
+    except DataError:
+        img.close()
+        raise
     if isinstance(pixels, Image.Image) and pixels.mode in _DEEP_MODES | {"F"}:
         try:
             pixels = np.asarray(pixels)

@@ -370,18 +370,19 @@ class AnomalyDetection(Task):
             need = math.ceil(1 / rate) if rate > 0 else None
             resolved = (f"--false-alarm-rate {rate:g} needs at least {need} held-out good images to be resolved"
                         if need else "--false-alarm-rate 0 puts it at the highest held-out score")
-            problems.append(f"{resolved}; with {n_held} the threshold {threshold:.4g} comes from {method} (highest "
-                            f"held-out score {float(np.max(good_scores)):.4g})")
+            problems.append(f"{resolved}; with {n_held} the threshold ({threshold:.4g}; highest held-out score "
+                            f"{float(np.max(good_scores)):.4g}) is set by the {method}")
         if rule == "f1" and n_defective < MIN_VALIDATION_DEFECTS:
             problems.append(f"the F1 rule chose it on only {n_defective} defective validation image(s) (fewer than "
                             f"{MIN_VALIDATION_DEFECTS})")
         if not problems:
             return
-        floor = f"{1 / n_held:.2g}" if n_held else "1"
+        rate_hint = (f"; or accept --false-alarm-rate {math.ceil(100 / n_held) / 100:g} or more"
+                     if rule == "quantile" and n_held >= 2 and n_held * rate < 1 else "")
         self.note_warning(
             "anomaly threshold may not hold on new parts: " + "; ".join(problems) + f". {n_held} of {n_good} good "
             f"training images were held out (--val-fraction {cfg.training.val_fraction:g}). Add good training images "
-            f"or raise --val-fraction; or use --false-alarm-rate {floor} or more, or --threshold-rule f1 with "
+            f"or raise --val-fraction{rate_hint}; {'or use --threshold-rule f1 with' if rule == 'quantile' else 'add'} "
             "defective validation images (plain layout: defect/; MVTec layout: validation/<type>/)")
 
     # ----------------------------------------------------------------- inference
