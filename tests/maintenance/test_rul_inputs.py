@@ -41,7 +41,8 @@ def test_an_id_unique_per_row_is_refused_and_a_repeating_batch_number_is_a_warni
         read_sensor_table(fleet.assign(serial_no=shuffled), SPEC)
     histories = read_sensor_table(fleet.assign(batch=fleet["time"] % 3), SPEC)
     assert "batch" in histories.sensors
-    assert len(histories.warnings) == 1 and "'batch'" in histories.warnings[0] and "--id-columns batch" in histories.warnings[0]
+    (warning,) = histories.warnings
+    assert "'batch'" in warning and "--id-columns batch" in warning
 
 
 def test_a_unit_attribute_is_a_warning(fleet):
