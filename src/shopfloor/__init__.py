@@ -43,7 +43,12 @@ def _task_classes() -> dict[str, str]:
     return {target.split(":")[1]: target for target in _targets().values()}
 
 
+_SUBPACKAGES = ("tasks", "core", "inspection", "maintenance")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return import_module(f"shopfloor.{name}")
     if name in _CORE:
         return getattr(import_module(_CORE[name]), name)
     target = _task_classes().get(name)

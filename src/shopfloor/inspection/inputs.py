@@ -18,7 +18,7 @@ from shopfloor.core.errors import DataError
 from shopfloor.core.ranges import InputRanges
 from shopfloor.core.task import Task, read_inputs
 
-from .images import INTENSITY_COLUMNS, FrameInfo, intensity_stats
+from .images import INTENSITY_COLUMNS, FrameInfo, ImageSpec, intensity_stats, warn_stretched
 
 RANGES_KEY = "input_ranges"
 
@@ -64,3 +64,15 @@ def settle_bad_inputs(n: int, errors: dict[int, DataError], names: Sequence[str]
     for i, row in zip(sorted(errors), rows):
         out[i] = {key: row["input"], **row} if key and key != "input" else row
     return out
+
+
+def finish_predictions(task: Task, rows: dict[int, dict[str, Any]], errors: dict[int, DataError],
+                       names: Sequence[str], infos: dict[int, FrameInfo] | Sequence[FrameInfo], spec: ImageSpec,
+                       skip_bad: bool, key: str | None = None) -> list[dict[str, Any]]:
+    """The rows of one ``predict`` call in input order: bad inputs refused or skipped (:func:`settle_bad_inputs`),
+    stretched images warned about once, rows far outside the training ranges marked."""
+    skipped = settle_bad_inputs(len(names), errors, names, skip_bad, key=key)
+    good = sorted(rows)
+    warn_stretched([infos[i] for i in good], [names[i] for i in good], spec)
+    mark_rows(task, [rows[i] for i in good], check_ranges(task, [names[i] for i in good], [infos[i] for i in good]))
+    return [rows[i] if i in rows else skipped[i] for i in range(len(names))]

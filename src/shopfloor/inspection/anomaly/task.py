@@ -58,7 +58,7 @@ from ..images import (
     to_model_input,
     warn_stretched,
 )
-from ..inputs import check_ranges, fit_input_ranges, has_ranges, mark_rows, settle_bad_inputs
+from ..inputs import check_ranges, finish_predictions, fit_input_ranges, has_ranges, settle_bad_inputs
 from ..layouts import AnomalyData, AnomalySample, has_masks, read_anomaly_data, read_masks
 from .coreset import greedy_coreset
 from .metrics import f1_optimal_threshold, false_alarm_threshold, image_metrics, pixel_metrics
@@ -551,11 +551,7 @@ class AnomalyDetection(Task):
                     original = np.asarray(decode_rgb(item, spec, names[i]))
                     entry["heatmap"] = str(_save_png(heatmap_overlay(original, full_map), out / f"{stem}_heatmap.png"))
                 rows[i] = entry
-        skipped = settle_bad_inputs(len(items), errors, names, skip_bad)
-        good = sorted(rows)
-        warn_stretched([infos[i] for i in good], [names[i] for i in good], spec)
-        mark_rows(self, [rows[i] for i in good], check_ranges(self, [names[i] for i in good], [infos[i] for i in good]))
-        return [rows[i] if i in rows else skipped[i] for i in range(len(items))]
+        return finish_predictions(self, rows, errors, names, infos, spec, skip_bad)
 
     # ----------------------------------------------------------------- demo
     @classmethod

@@ -44,7 +44,7 @@ from ..images import (
     to_model_input,
     warn_stretched,
 )
-from ..inputs import check_ranges, fit_input_ranges, has_ranges, mark_rows, settle_bad_inputs
+from ..inputs import check_ranges, finish_predictions, fit_input_ranges, has_ranges
 from .dataset import ImageArrayDataset
 from .models import (
     CLASSIFIER_MODELS,
@@ -311,11 +311,7 @@ class DefectClassification(Task):
                                            probs.argmax(1))
                 for i, file in zip(kept, files):
                     rows[i]["explanation"] = str(file)
-        skipped = settle_bad_inputs(len(items), errors, names, skip_bad, key="path")
-        good = sorted(rows)
-        warn_stretched([infos[i] for i in good], [names[i] for i in good], spec)
-        mark_rows(self, [rows[i] for i in good], check_ranges(self, [names[i] for i in good], [infos[i] for i in good]))
-        return [rows[i] if i in rows else skipped[i] for i in range(len(items))]
+        return finish_predictions(self, rows, errors, names, infos, spec, skip_bad, key="path")
 
     @classmethod
     def demo(cls, out_dir: Path) -> dict[str, Any]:
