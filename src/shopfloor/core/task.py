@@ -28,6 +28,14 @@ from .errors import ArtifactError, ConfigError, DataError, NotFittedError, Shopf
 from .ranges import InputRanges, report_out_of_range
 from .runtime import OnnxModel, ParallelRunner, export_onnx
 
+# the kinds of input a task declares (Task.input_kind), and what a server/stream request may carry for each
+INPUT_KINDS = {
+    "image": "an image file (png, jpg, bmp, tif): multipart upload or raw bytes",
+    "table": "records: JSON rows [{column: value}], {\"rows\": [...]}, or a CSV/Parquet file",
+    "signal": "a signal: JSON array (samples,) or (samples, channels), or a .npy/.wav/.csv/.mat file",
+    "file": "a file the task reads",
+}
+
 T = TypeVar("T")
 V = TypeVar("V")
 
@@ -51,6 +59,10 @@ class Task(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[StrictModel]]
     EvaluateOptions: ClassVar[type[StrictModel]] = NoOptions
+    # what one input of ``predict`` is, so the server and the streams need no per-task code (see INPUT_KINDS):
+    # a file with one of ``input_suffixes``, or for "table"/"signal" also JSON (rows / a nested number array)
+    input_kind: ClassVar[str] = "file"
+    input_suffixes: ClassVar[tuple[str, ...]] = ()
     # config fields added after models were first saved, with the value those older models were built with
     # (a saved config lists every field that existed when it was written; a missing one predates the field)
     predates: ClassVar[dict[str, Any]] = {}

@@ -43,6 +43,7 @@ from shopfloor.core.training import seed_everything
 
 from ..backbones import WEIGHT_PACKAGES
 from ..images import (
+    IMAGE_EXTENSIONS,
     FrameInfo,
     ImageSource,
     ImageSpec,
@@ -127,6 +128,8 @@ class AnomalyDetection(Task):
     """Anomaly detection + localisation from good images only (see module docstring)."""
 
     name = "anomaly-detection"
+    input_kind = "image"
+    input_suffixes = IMAGE_EXTENSIONS
     Config = AnomalyDetectionConfig
     EvaluateOptions = AnomalyEvaluateOptions
 

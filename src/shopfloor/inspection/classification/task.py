@@ -31,6 +31,7 @@ from shopfloor.core.training import SupervisedModule, fit_supervised, seed_every
 from ..augment import AugmentConfig, ImageAugmenter
 from ..backbones import weights_path
 from ..images import (
+    IMAGE_EXTENSIONS,
     FrameInfo,
     ImageSource,
     ImageSpec,
@@ -136,6 +137,8 @@ class DefectClassification(Task):
     """CNN defect classification from class-folder images (see module docstring)."""
 
     name = "defect-classification"
+    input_kind = "image"
+    input_suffixes = IMAGE_EXTENSIONS
     Config = DefectClassificationConfig
 
     # ----------------------------------------------------------------- model

@@ -167,6 +167,8 @@ class FailurePrediction(Task):
     """Tabular failure prediction with per-mode outputs and stored thresholds (see module docstring)."""
 
     name = "failure-prediction"
+    input_kind = "table"
+    input_suffixes = (".csv", ".parquet", ".pq")
     Config = FailurePredictionConfig
     EvaluateOptions = FailureEvaluateOptions
     predates = {"wide": False}

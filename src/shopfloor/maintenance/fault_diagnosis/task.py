@@ -104,6 +104,8 @@ class FaultDiagnosis(Task):
     """Vibration fault diagnosis with a 1D CNN on raw segments (see module docstring)."""
 
     name = "fault-diagnosis"
+    input_kind = "signal"
+    input_suffixes = (".npy", ".wav", ".csv", ".mat")
     Config = FaultDiagnosisConfig
     EvaluateOptions = FaultDiagnosisEvaluateOptions
 

@@ -264,6 +264,8 @@ class RemainingUsefulLife(Task):
     """Remaining useful life from sensor histories (see module docstring)."""
 
     name = "rul"
+    input_kind = "table"  # one unit's (or several units') recent history, rows in time order
+    input_suffixes = (".csv", ".parquet", ".pq", ".txt")
     Config = RULConfig
     EvaluateOptions = EvaluateOptions
     predates = {"member_validation": "shared", "interval_width": "spread"}
