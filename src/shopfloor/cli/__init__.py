@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -308,6 +309,117 @@ def sign(
     with user_errors():
         path = sign_artifact(model_dir, key_file)
     say(f"signed: {path}", style="green")
+
+
+@app.command()
+def serve(
+    model_dirs: List[Path] = typer.Argument(..., help="model directories to serve (each under its folder name)"),
+    host: str = typer.Option("127.0.0.1", help="address to bind; anything but loopback needs --api-key-file"),
+    port: int = typer.Option(8000, help="TCP port"),
+    db: str = typer.Option("sqlite:///shopfloor.db", help="record store: sqlite:///file.db or postgresql://..."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="accepted API keys, one per line "
+                                                "(in clear, hashed at start, or sha256:<hex>); clients send "
+                                                "'Authorization: Bearer <key>'"),
+    workers: int = typer.Option(1, min=1, help="server processes"),
+    max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", min=0.01, help="largest request body"),
+    max_batch: int = typer.Option(16, "--max-batch", min=1, help="micro-batch size (inputs per model call)"),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, help="longest wait for a micro-batch to fill"),
+    inputs_dir: Optional[Path] = typer.Option(None, "--inputs-dir", help="keep each input (and heatmap) here, "
+                                              "content-addressed"),
+    keep_inputs: Optional[int] = typer.Option(None, "--keep-inputs", min=1, help="retention: stored inputs kept"),
+    device: str = DEVICE,
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+) -> None:
+    """Serve models over HTTP (FastAPI): POST /v1/models/NAME/predict, GET /v1/models, /v1/records, /healthz,
+    /readyz, /metrics, docs at /docs. Every prediction is recorded."""
+    setup_console(verbose, quiet)
+    import uvicorn
+
+    from shopfloor.core.artifact import read_artifact
+    from shopfloor.plant.server import SETTINGS_ENV, ServerSettings, create_app, is_loopback, read_api_key_file
+
+    with user_errors():
+        keys = read_api_key_file(api_key_file) if api_key_file is not None else []
+        if not keys and not is_loopback(host):
+            fail(f"binding to {host} makes the server reachable from the network: give --api-key-file "
+                 "(clients then send 'Authorization: Bearer <key>'), or bind to 127.0.0.1")
+        for model_dir in model_dirs:
+            read_artifact(model_dir)  # refused here, with a message, before the server starts
+        settings = ServerSettings(model_dirs=[p.resolve() for p in model_dirs], db=db, api_key_hashes=keys,
+                                  max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_batch=max_batch,
+                                  max_wait_ms=max_wait_ms, device=device, inputs_dir=inputs_dir,
+                                  keep_inputs=keep_inputs)
+    say(f"serving {', '.join(p.resolve().name for p in model_dirs)} on http://{host}:{port} (docs at /docs)")
+    log_level = "info" if is_verbose() else "warning"
+    if workers > 1:
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run("shopfloor.plant.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level)
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+@app.command()
+def stream(
+    model_dir: Path = typer.Argument(..., help="model directory"),
+    mqtt: str = typer.Option("mqtt://127.0.0.1:1883", "--mqtt", help="broker: mqtt://[user:pass@]host:port"),
+    subscribe: List[str] = typer.Option(["plant/+/camera/+"], "--subscribe", help="topic filter (repeatable)"),
+    publish: str = typer.Option("results/{topic}", "--publish", help="result topic; {topic} is the input topic"),
+    group: Optional[str] = typer.Option(None, "--group", help="shared-subscription group: N workers with the same "
+                                        "group share the messages ($share/GROUP/filter)"),
+    client_id: Optional[str] = typer.Option(None, "--client-id", help="stable client id (persistent session)"),
+    db: str = typer.Option("sqlite:///shopfloor.db", help="record store: sqlite:///file.db or postgresql://..."),
+    max_messages: Optional[int] = typer.Option(None, "--max-messages", min=1, help="stop after this many"),
+    device: str = DEVICE,
+    strict: bool = STRICT,
+    key_file: Optional[Path] = KEY_FILE,
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+) -> None:
+    """Score MQTT messages at QoS 1 (at-least-once: acknowledged after the record is committed; a redelivery never
+    makes a second record) and publish each result with its record id."""
+    setup_console(verbose, quiet)
+    from shopfloor.plant.mqtt import MqttStream, StreamConfig
+    from shopfloor.plant.records import RecordStore
+
+    with user_errors():
+        task = _load(model_dir, device, strict, True, key_file)
+        options = {"client_id": client_id} if client_id else {}
+        config = StreamConfig(broker=mqtt, subscribe=list(subscribe), publish=publish, group=group, **options)
+        store = RecordStore(db)
+        say(f"streaming {task.name} from {mqtt} ({', '.join(subscribe)}) -> {publish}")
+        try:
+            stats = MqttStream(task, store, config).run(max_messages=max_messages)
+        except KeyboardInterrupt:
+            stats = None
+        finally:
+            store.close()
+    if stats is not None:
+        say(f"received {stats.received}, recorded {stats.recorded}, duplicates {stats.duplicates}, "
+            f"refused {stats.refused}, published {stats.published}")
+
+
+records_app = typer.Typer(no_args_is_help=True, help="The prediction records written by serve and stream.")
+app.add_typer(records_app, name="records")
+
+
+@records_app.command("export")
+def records_export(
+    out: Path = typer.Option(..., "--out", help="file to write"),
+    db: str = typer.Option("sqlite:///shopfloor.db", help="record store URL"),
+    fmt: str = typer.Option("csv", "--format", help="csv | parquet"),
+    since: Optional[datetime] = typer.Option(None, help="only records at or after this time (ISO 8601)"),
+    until: Optional[datetime] = typer.Option(None, help="only records before this time"),
+    model: Optional[str] = typer.Option(None, help="only this model's records"),
+) -> None:
+    """Export prediction records to CSV or Parquet."""
+    from shopfloor.plant.records import export_records
+
+    with user_errors():
+        check_output_file(out, "--out")
+        n = export_records(db, out, fmt=fmt, since=since, until=until, model=model)
+    say(f"wrote {n} record(s) to {out}", style="green")
 
 
 @app.command()

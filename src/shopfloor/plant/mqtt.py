@@ -1,0 +1,411 @@
+"""``shopfloor stream --mqtt``: an at-least-once MQTT worker that predicts every message and records it once.
+
+One worker subscribes (MQTT 5, QoS 1) to the input topics, runs each message through the task's ``predict`` (by
+the kind of input the task declares, through :mod:`shopfloor.plant.inputs`), commits a record, publishes the
+result and only then acknowledges the message. So:
+
+- **Nothing is lost.** A message is acknowledged (``manual_ack``) after its record is committed and its result
+  published. If the worker, the broker or the database goes away first, the broker redelivers it: the session is
+  persistent (``clean_start=False`` with a session expiry, a stable client id), so messages queued while a
+  worker is down wait for it.
+- **Nothing is recorded twice.** The record key is ``<input topic>:<SHA-256 of the payload>`` (MQTT message ids
+  are reused, so they are no key): a redelivered message finds its record (``created`` False), its result is
+  published again with ``"duplicate": true`` and it is acknowledged.
+- **A bad payload never stops the loop.** Undecodable bytes, the wrong kind of input, or an input ``predict``
+  refuses: an error message goes to ``<result topic>/errors``, the message is acknowledged (so it is not
+  redelivered forever), counted as refused and logged once. No record is made.
+- **The database down** (:class:`~shopfloor.plant.records.RecordStoreUnavailable`): the message is not
+  acknowledged; the worker backs off and retries the commit until it succeeds or the worker is stopped.
+- **The broker down**: paho's network thread reconnects with backoff; messages received on a connection that
+  has since dropped are still recorded but never acknowledged on the new one (message ids belong to a
+  connection), so their redelivery becomes a duplicate, not a lost or a wrongly acknowledged message.
+
+Messages are processed one at a time per worker; the broker never has more than ``max_inflight`` unacknowledged
+messages out to one worker (MQTT 5 Receive Maximum). To scale out, start N workers with distinct client ids in
+one shared-subscription ``group`` (``$share/GROUP/filter``): the broker spreads messages over them.
+
+Result message (JSON, QoS ``qos``, on ``publish.format(topic=<input topic>)``)::
+
+    {"record_id": 17, "model": "milling", "artifact_hash": "...", "topic": "plant/l1/camera/3",
+     "result": {<predict row>}, "duplicate": false, "key": "plant/l1/camera/3:<sha256>"}
+
+A message holding several inputs (JSON rows) gives one record per row; its result message then also carries
+``"record_ids"`` and ``"results"`` (``record_id``/``result`` are the first). The MQTT 5 correlation data of the
+input message, when set, is copied onto the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from shopfloor.core.errors import ConfigError, ShopfloorError
+from shopfloor.core.task import Task, to_jsonable
+
+from .inputs import from_json, input_files, parse_json
+from .records import RecordStore, RecordStoreUnavailable
+
+log = logging.getLogger(__name__)
+
+SCORE_FIELDS = ("score", "probability", "rul", "confidence")
+SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
+
+
+@dataclass
+class StreamConfig:
+    """Where a worker reads and writes, and how it keeps its session."""
+
+    broker: str = "mqtt://127.0.0.1:1883"  # mqtt://[user:pass@]host:port (mqtts:// for TLS)
+    subscribe: list[str] = field(default_factory=lambda: ["plant/+/camera/+"])  # topic filters
+    publish: str = "results/{topic}"  # the result topic; {topic} is the input topic
+    group: str | None = None  # shared-subscription group: subscribe as $share/GROUP/filter
+    client_id: str | None = None  # default shopfloor-<model>-<worker>; stable, so the session persists
+    worker: int = 0  # the <n> of the default client id (one per worker of a group)
+    qos: int = 1
+    source_from_topic: bool = True  # the record's source is the input topic
+    model: str | None = None  # the record's model name; default the model directory's name
+    session_expiry: int = 86_400  # seconds the broker keeps the session (and queues messages) while away
+    max_inflight: int = 16  # MQTT 5 Receive Maximum: unacknowledged messages out to this worker at most
+    keepalive: int = 30
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    publish_timeout_s: float = 10.0  # wait this long for a result's PUBACK before acknowledging anyway
+    store_retry_max_s: float = 30.0  # back-off ceiling while the record store is unavailable
+
+    def __post_init__(self) -> None:
+        if isinstance(self.subscribe, str):
+            self.subscribe = [self.subscribe]
+        self.subscribe = [f.strip() for f in self.subscribe if f and f.strip()]
+        if not self.subscribe:
+            raise ConfigError("subscribe: give at least one topic filter, e.g. plant/+/camera/+")
+        for topic_filter in self.subscribe:
+            if topic_filter.startswith("$share/"):
+                raise ConfigError(f"subscribe: {topic_filter!r}: give the plain filter and set group instead")
+        if self.qos not in (0, 1, 2):
+            raise ConfigError(f"qos must be 0, 1 or 2 (1 for at-least-once); got {self.qos!r}")
+        if self.group is not None and (not self.group or any(c in self.group for c in "/+#")):
+            raise ConfigError(f"group {self.group!r}: a shared-subscription group is a name without / + #")
+        try:
+            probe = self.publish.format(topic="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"publish {self.publish!r}: the only placeholder is {{topic}} ({exc})") from None
+        if not probe or any(c in probe for c in "+#"):
+            raise ConfigError(f"publish {self.publish!r}: a result topic cannot be empty or hold + or #")
+        from paho.mqtt.client import topic_matches_sub
+
+        for topic_filter in self.subscribe:
+            sample = "/".join("x" if level in ("+", "#") else level for level in topic_filter.split("/"))
+            result = self.publish.format(topic=sample)
+            if topic_matches_sub(topic_filter, result) or topic_matches_sub(topic_filter, result + "/errors"):
+                raise ConfigError(f"publish {self.publish!r}: results for {sample!r} would go to {result!r}, "
+                                  f"which the filter {topic_filter!r} reads back; publish outside the inputs")
+        if self.max_inflight < 1 or self.session_expiry < 0 or self.keepalive < 5:
+            raise ConfigError("max_inflight must be >= 1, session_expiry >= 0 and keepalive >= 5 seconds")
+        self.endpoint()  # a bad broker URL fails here, not on the first connect
+
+    def endpoint(self) -> tuple[str, int, bool, str | None, str | None]:
+        """``(host, port, tls, username, password)`` from ``broker``."""
+        url = self.broker if "://" in self.broker else f"mqtt://{self.broker}"
+        parts = urlsplit(url)
+        if parts.scheme not in SCHEMES:
+            raise ConfigError(f"broker {self.broker!r}: use mqtt://[user:pass@]host:port (or mqtts://)")
+        default_port, tls = SCHEMES[parts.scheme]
+        try:
+            port = parts.port or default_port
+        except ValueError:
+            raise ConfigError(f"broker {self.broker!r}: the port is not a number") from None
+        if not parts.hostname:
+            raise ConfigError(f"broker {self.broker!r}: no host; use mqtt://host:port")
+        user = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        return parts.hostname, port, tls, user, password
+
+    def filters(self) -> list[str]:
+        """The subscriptions as sent to the broker (shared when ``group`` is set)."""
+        return [f"$share/{self.group}/{f}" if self.group else f for f in self.subscribe]
+
+
+@dataclass
+class StreamStats:
+    """What one ``run`` did. ``received`` counts deliveries (a redelivery counts again)."""
+
+    received: int = 0
+    recorded: int = 0  # new records committed
+    duplicates: int = 0  # messages whose records already existed (redeliveries, re-sent payloads)
+    published: int = 0  # result messages confirmed by the broker
+    refused: int = 0  # bad payloads: error message published, acknowledged, no record
+    reconnects: int = 0
+    store_retries: int = 0  # commits retried while the record store was unavailable
+    unacked: int = 0  # processed, but their connection dropped first: the broker redelivers them
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _label_and_score(row: dict[str, Any]) -> tuple[str | None, float | None]:
+    label = row.get("label")
+    if label is None and isinstance(row.get("failure"), bool):
+        label = "failure" if row["failure"] else "normal"
+    score = next((float(row[k]) for k in SCORE_FIELDS if isinstance(row.get(k), (int, float))
+                  and not isinstance(row.get(k), bool)), None)
+    return (None if label is None else str(label)), score
+
+
+class MqttStream:
+    """One at-least-once worker: ``MqttStream(task, store, config).run()`` until ``stop`` is set."""
+
+    def __init__(self, task: Task, store: RecordStore, config: StreamConfig) -> None:
+        self.task = task
+        self.store = store
+        self.config = config
+        artifact = getattr(task, "_artifact", None)
+        self.artifact_hash = artifact.manifest["manifest_sha256"] if artifact is not None else None
+        self.model = config.model or (Path(artifact.path).resolve().name if artifact is not None else task.name)
+        self.client_id = config.client_id or f"shopfloor-{self.model}-{config.worker}"
+        self.stats = StreamStats()
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()  # guards _generation/_connected against acks racing a reconnect
+        self._generation = 0  # +1 on every connect and disconnect: a message is acked on its own connection only
+        self._connected = False
+        self._connected_once = False
+        self._aborted = False
+        self._stop = threading.Event()
+        self._client: Any = None
+        if getattr(task, "training", None) is not None and hasattr(task.training, "progress"):
+            task.training.progress = False
+
+    # ----------------------------------------------------------------- the paho client and its callbacks
+    def _make_client(self) -> Any:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        host, port, tls, user, password = self.config.endpoint()
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        if user is not None:
+            client.username_pw_set(user, password)
+        if tls:
+            client.tls_set()
+        client.reconnect_delay_set(self.config.reconnect_min_s, self.config.reconnect_max_s)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.config.session_expiry
+        properties.ReceiveMaximum = self.config.max_inflight
+        client.connect_async(host, port, keepalive=self.config.keepalive, clean_start=False, properties=properties)
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker %s refused the connection: %s", self.config.broker, reason_code)
+            return
+        with self._lock:
+            self._generation += 1
+            self._connected = True
+            if self._connected_once:
+                self.stats.reconnects += 1
+            self._connected_once = True
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        # subscribing again on a resumed session is harmless, and needed when the broker lost the session
+        client.subscribe([(f, SubscribeOptions(qos=self.config.qos)) for f in self.config.filters()])
+        log.info("connected to %s as %s (session %s), subscribed to %s", self.config.broker, self.client_id,
+                 "resumed" if flags.session_present else "new", ", ".join(self.config.filters()))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._lock:
+            was_connected = self._connected
+            self._generation += 1
+            self._connected = False
+        if was_connected and not self._stop.is_set() and not self._aborted:
+            log.warning("MQTT broker %s went away (%s); reconnecting with backoff", self.config.broker, reason_code)
+
+    def _on_message(self, client, userdata, message) -> None:
+        self.stats.received += 1
+        self._queue.put((message, self._generation))
+
+    # ----------------------------------------------------------------- the loop
+    def run(self, stop: threading.Event | None = None, max_messages: int | None = None) -> StreamStats:
+        """Process messages until ``stop`` is set or ``max_messages`` have been handled; returns the counts.
+
+        Messages still waiting when it returns are not acknowledged: the broker keeps them for the next run.
+        """
+        self._stop = stop if stop is not None else threading.Event()
+        self._client = client = self._make_client()
+        client.loop_start()  # the network thread: connects, retries and reconnects with backoff
+        handled = 0
+        try:
+            while not self._stop.is_set() and not self._aborted and (max_messages is None or handled < max_messages):
+                try:
+                    message, generation = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                self._handle(message, generation)
+                handled += 1
+        finally:
+            if not self._aborted:
+                client.disconnect()  # a normal DISCONNECT: the broker keeps the session and queues for us
+                client.loop_stop()
+        return self.stats
+
+    def abort(self) -> None:
+        """Drop the connection at once, as a crash would: no DISCONNECT, no further acknowledgements.
+
+        The broker keeps the session with its unacknowledged messages for the next worker with this client id.
+        """
+        with self._lock:
+            self._aborted = True
+        client = self._client
+        if client is None:
+            return
+        client.loop_stop()
+        sock = client.socket()
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    # ----------------------------------------------------------------- one message
+    def _handle(self, message: Any, generation: int) -> None:
+        payload = bytes(message.payload)
+        digest = hashlib.sha256(payload).hexdigest()
+        key = f"{message.topic}:{digest}"
+        result_topic = self.config.publish.format(topic=message.topic)
+        started = time.perf_counter()
+        try:
+            rows, fingerprint = self._predict(payload, self._content_type(message))
+        except ShopfloorError as exc:
+            self._refuse(message, generation, result_topic, key, str(exc))
+            return
+        except Exception as exc:  # a bug, or an input no reader foresaw: refuse it rather than loop on it
+            log.exception("predict failed on a message from %s", message.topic)
+            self._refuse(message, generation, result_topic, key, f"internal error: {type(exc).__name__}: {exc}",
+                         warn=False)
+            return
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        stored = self._commit(rows, key, fingerprint, message.topic, latency_ms, payload)
+        if stored is None:  # stopped while the record store was down: not acked, the broker redelivers
+            return
+        created = [was_created for _, was_created in stored]
+        self.stats.recorded += sum(created)
+        duplicate = not any(created)
+        if duplicate:
+            self.stats.duplicates += 1
+        ids = [record_id for record_id, _ in stored]
+        body = {"record_id": ids[0], "model": self.model, "artifact_hash": self.artifact_hash,
+                "topic": message.topic, "result": rows[0], "duplicate": duplicate, "key": key}
+        if len(rows) > 1:
+            body["record_ids"], body["results"] = ids, rows
+        if self._publish(result_topic, body, generation, message):
+            self.stats.published += 1
+        self._ack(message, generation)
+
+    def _content_type(self, message: Any) -> str | None:
+        properties = getattr(message, "properties", None)
+        return getattr(properties, "ContentType", None) if properties is not None else None
+
+    def _predict(self, payload: bytes, content_type: str | None) -> tuple[list[dict[str, Any]], str]:
+        """The rows ``predict`` gives for one payload, and the input's fingerprint (as the server computes it)."""
+        if payload.lstrip()[:1] in (b"{", b"["):
+            obj = parse_json(payload)
+            fingerprint = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+            rows = self.task.predict([from_json(self.task, obj)])
+        else:
+            fingerprint = hashlib.sha256(payload).hexdigest()
+            with input_files(self.task, [(payload, None, content_type)]) as paths:
+                rows = self.task.predict([str(p) for p in paths])
+        rows = to_jsonable(rows)
+        if not rows:
+            raise ShopfloorError("the model gave no result for this message")
+        return rows, fingerprint
+
+    def _commit(self, rows: list[dict[str, Any]], key: str, fingerprint: str, topic: str, latency_ms: float,
+                payload: bytes) -> list[tuple[int, bool]] | None:
+        """Add one record per row (keys ``key``, ``key#1``...); retried with backoff while the store is down."""
+        delay = self.config.reconnect_min_s
+        warned = False
+        while True:
+            try:
+                stored = []
+                for i, row in enumerate(rows):
+                    label, score = _label_and_score(row)
+                    stored.append(self.store.add(
+                        model=self.model, artifact_hash=self.artifact_hash or "", result=row,
+                        input_fingerprint=fingerprint, source=topic if self.config.source_from_topic else None,
+                        label=label, score=score, latency_ms=latency_ms, key=key if i == 0 else f"{key}#{i}",
+                        input_bytes=payload if i == 0 else None))
+                if warned:
+                    log.warning("the record store is back; recording resumed")
+                return stored
+            except RecordStoreUnavailable as exc:
+                self.stats.store_retries += 1
+                if not warned:
+                    log.warning("the record store is unavailable (%s); holding the message unacknowledged and "
+                                "retrying with backoff", exc)
+                    warned = True
+                if self._stop.wait(delay) or self._aborted:
+                    return None
+                delay = min(delay * 2, self.config.store_retry_max_s)
+
+    def _refuse(self, message: Any, generation: int, result_topic: str, key: str, error: str,
+                warn: bool = True) -> None:
+        self.stats.refused += 1
+        if warn:
+            log.warning("refused a message on %s: %s", message.topic, error)
+        body = {"model": self.model, "artifact_hash": self.artifact_hash, "topic": message.topic, "key": key,
+                "error": error}
+        self._publish(f"{result_topic}/errors", body, generation, message)
+        self._ack(message, generation)
+
+    def _publish(self, topic: str, body: dict[str, Any], generation: int, message: Any) -> bool:
+        """Publish ``body`` and wait (bounded) for the broker's PUBACK; False if it did not come on this connection.
+
+        paho keeps an unconfirmed QoS 1 publish and sends it again after a reconnect.
+        """
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.ContentType = "application/json"
+        correlation = getattr(getattr(message, "properties", None), "CorrelationData", None)
+        if correlation is not None:
+            properties.CorrelationData = correlation
+        data = json.dumps(body, default=str).encode()
+        info = self._client.publish(topic, data, qos=self.config.qos, properties=properties)
+        deadline = time.monotonic() + self.config.publish_timeout_s
+        while True:
+            try:
+                info.wait_for_publish(0.2)
+            except (RuntimeError, ValueError):  # not connected right now: queued, sent after the reconnect
+                pass
+            if info.is_published():
+                return True
+            if generation != self._generation or self._aborted:
+                return False
+            if time.monotonic() > deadline:
+                log.warning("no PUBACK for the result on %s within %.0f s; acknowledging the input anyway (paho "
+                            "keeps sending the result)", topic, self.config.publish_timeout_s)
+                return False
+
+    def _ack(self, message: Any, generation: int) -> None:
+        if message.qos == 0:
+            return
+        with self._lock:
+            # the message id belongs to the connection it came on: on a newer one it would ack another message
+            if self._connected and not self._aborted and generation == self._generation:
+                self._client.ack(message.mid, message.qos)
+                return
+        self.stats.unacked += 1
