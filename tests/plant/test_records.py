@@ -78,9 +78,9 @@ def store(url):
 
 
 def _rec(i: int = 0, **kw) -> dict:
-    rec = dict(model=f"model-{i % 2}", artifact_hash="a" * 64, result={"label": "ok", "i": i},
-               input_fingerprint=f"fp{i}", source=f"line-{i % 3}", label="ok" if i % 4 else "defect",
-               score=i / 10, latency_ms=1.5)
+    rec = {"model": f"model-{i % 2}", "artifact_hash": "a" * 64, "result": {"label": "ok", "i": i},
+           "input_fingerprint": f"fp{i}", "source": f"line-{i % 3}", "label": "ok" if i % 4 else "defect",
+           "score": i / 10, "latency_ms": 1.5}
     rec.update(kw)
     return rec
 

@@ -389,10 +389,10 @@ class MqttStream:
         while True:
             try:
                 info.wait_for_publish(0.2)
+                if info.is_published():
+                    return True
             except (RuntimeError, ValueError):  # not connected right now: queued, sent after the reconnect
-                pass
-            if info.is_published():
-                return True
+                time.sleep(0.05)
             if generation != self._generation or self._aborted:
                 return False
             if time.monotonic() > deadline:

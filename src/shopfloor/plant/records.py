@@ -29,11 +29,12 @@ import math
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import date, datetime, timezone
 from hashlib import sha256
 from pathlib import Path, PurePath
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -44,7 +45,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 
 from shopfloor.core.errors import ConfigError, DataError, ShopfloorError
 
-__all__ = ["RecordStore", "RecordStoreUnavailable", "export_records", "alembic_config", "MIGRATIONS_DIR"]
+__all__ = ["MIGRATIONS_DIR", "RecordStore", "RecordStoreUnavailable", "alembic_config", "export_records"]
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +357,7 @@ class RecordStore:
     def __repr__(self) -> str:
         return f"RecordStore({self.url!r}, inputs_dir={self.inputs_dir!r}, keep_inputs={self.keep_inputs!r})"
 
-    def __enter__(self) -> RecordStore:
+    def __enter__(self) -> RecordStore:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -440,10 +441,10 @@ class RecordStore:
             latency_ms: float | None = None, key: str | None = None,
             input_bytes: bytes | None = None, heatmap_png: bytes | None = None) -> tuple[int, bool]:
         """Commit one record; ``(id, created)``, ``created=False`` when ``key`` was already recorded."""
-        return self._add([dict(model=model, artifact_hash=artifact_hash, result=result,
-                               input_fingerprint=input_fingerprint, source=source, label=label, score=score,
-                               latency_ms=latency_ms, key=key, input_bytes=input_bytes, heatmap_png=heatmap_png)],
-                         single=True)[0]
+        return self._add([{"model": model, "artifact_hash": artifact_hash, "result": result,
+                           "input_fingerprint": input_fingerprint, "source": source, "label": label,
+                           "score": score, "latency_ms": latency_ms, "key": key, "input_bytes": input_bytes,
+                           "heatmap_png": heatmap_png}], single=True)[0]
 
     def add_many(self, records: list[dict]) -> list[tuple[int, bool]]:
         """Commit several records (the fields of :meth:`add`) in one transaction: all of them or none."""
@@ -509,7 +510,7 @@ class RecordStore:
                     self._store_file(conn, rel, digest, data, kind, int(rid))
                     stored_files = True
                 out.append((int(rid), True))
-        if False:
+        if stored_files and self.keep_inputs is not None:
             try:
                 self._evict()
             except (RecordStoreUnavailable, OSError) as e:  # the records are committed; retried at the next add
@@ -657,11 +658,10 @@ class RecordStore:
         if self._closed:
             return False
         try:
-            with self._lock if self._lock is not None else nullcontext():
-                with self._engine.connect() as conn:
-                    conn.exec_driver_sql("SELECT 1").scalar()
+            with self._lock if self._lock is not None else nullcontext(), self._engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1").scalar()
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 - a health check answers False, whatever went wrong
             return False
 
     # --- export -----------------------------------------------------------------------------------------------------
