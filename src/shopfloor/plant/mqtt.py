@@ -57,6 +57,7 @@ from .records import RecordStore, RecordStoreUnavailable
 log = logging.getLogger(__name__)
 
 SCORE_FIELDS = ("score", "probability", "rul", "confidence")
+MAX_KEY = 500  # the record store's key length
 SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
 
 
@@ -283,6 +284,8 @@ class MqttStream:
         payload = bytes(message.payload)
         digest = hashlib.sha256(payload).hexdigest()
         key = f"{message.topic}:{digest}"
+        if len(key) > MAX_KEY - 8:  # a very long topic: keyed by its hash (the record store keeps keys short)
+            key = f"sha256:{hashlib.sha256(message.topic.encode()).hexdigest()}:{digest}"
         result_topic = self.config.publish.format(topic=message.topic)
         started = time.perf_counter()
         try:
@@ -296,7 +299,11 @@ class MqttStream:
                          warn=False)
             return
         latency_ms = (time.perf_counter() - started) * 1000.0
-        stored = self._commit(rows, key, fingerprint, message.topic, latency_ms, payload)
+        try:
+            stored = self._commit(rows, key, fingerprint, message.topic, latency_ms, payload)
+        except ShopfloorError as exc:  # the store refused the record itself (RecordStoreUnavailable is retried)
+            self._refuse(message, generation, result_topic, key, f"cannot record this result: {exc}")
+            return
         if stored is None:  # stopped while the record store was down: not acked, the broker redelivers
             return
         created = [was_created for _, was_created in stored]
@@ -335,18 +342,22 @@ class MqttStream:
     def _commit(self, rows: list[dict[str, Any]], key: str, fingerprint: str, topic: str, latency_ms: float,
                 payload: bytes) -> list[tuple[int, bool]] | None:
         """Add one record per row (keys ``key``, ``key#1``...); retried with backoff while the store is down."""
+        source = topic[:1000] if self.config.source_from_topic else None
+        records = []
+        for i, row in enumerate(rows):
+            label, score = _label_and_score(row)
+            records.append({"model": self.model, "artifact_hash": self.artifact_hash or "", "result": row,
+                            "input_fingerprint": fingerprint, "source": source, "label": label, "score": score,
+                            "latency_ms": latency_ms, "key": key if i == 0 else f"{key}#{i}",
+                            "input_bytes": payload if i == 0 else None})
         delay = self.config.reconnect_min_s
         warned = False
         while True:
             try:
-                stored = []
-                for i, row in enumerate(rows):
-                    label, score = _label_and_score(row)
-                    stored.append(self.store.add(
-                        model=self.model, artifact_hash=self.artifact_hash or "", result=row,
-                        input_fingerprint=fingerprint, source=topic if self.config.source_from_topic else None,
-                        label=label, score=score, latency_ms=latency_ms, key=key if i == 0 else f"{key}#{i}",
-                        input_bytes=payload if i == 0 else None))
+                if len(records) > 1 and hasattr(self.store, "add_many"):
+                    stored = self.store.add_many(records)  # one transaction: all rows of the message or none
+                else:
+                    stored = [self.store.add(**record) for record in records]
                 if warned:
                     log.warning("the record store is back; recording resumed")
                 return stored

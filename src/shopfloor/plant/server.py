@@ -130,8 +130,10 @@ class MicroBatcher:
     Other tasks (tables: one row per record) run one request at a time.
     """
 
-    def __init__(self, task: Task, max_batch: int, max_wait_ms: float):
+    def __init__(self, task: Task, max_batch: int, max_wait_ms: float, on_batch: Any = None):
         self.task = task
+        self.on_batch = on_batch  # called with the number of inputs of every model call
+        self.largest_batch = 0
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.merge = task.input_kind in ("image", "signal")
@@ -178,6 +180,9 @@ class MicroBatcher:
             jobs = self._gather(first)
             try:
                 inputs = [x for job in jobs for x in job.inputs]
+                self.largest_batch = max(self.largest_batch, len(inputs))
+                if self.on_batch is not None:
+                    self.on_batch(len(inputs))
                 rows = self.task.predict(inputs, out_dir=first.out_dir, explain=first.explain)
                 if len(jobs) > 1 and len(rows) != len(inputs):
                     raise RuntimeError(f"{self.task.name} returned {len(rows)} rows for {len(inputs)} inputs")
@@ -219,6 +224,8 @@ class Metrics:
                                     ["model"], registry=self.registry)
         self.batch = Histogram("shopfloor_request_inputs", "inputs per predict request", ["model"],
                                buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
+        self.model_batch = Histogram("shopfloor_batch_inputs", "inputs per model call (micro-batches)", ["model"],
+                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
         self.queue_depth = Gauge("shopfloor_queue_depth", "requests waiting per model", ["model"],
                                  registry=self.registry)
 
@@ -289,7 +296,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             task.training.progress = False
             artifact_hash = task._artifact.manifest["manifest_sha256"]
             served[name] = ServedModel(name, Path(model_dir), task, artifact_hash,
-                                       MicroBatcher(task, settings.max_batch, settings.max_wait_ms))
+                                       MicroBatcher(task, settings.max_batch, settings.max_wait_ms,
+                                                    metrics.model_batch.labels(name).observe))
         yield
         for model in served.values():
             model.batcher.close()
