@@ -313,7 +313,8 @@ def sign(
 
 @app.command()
 def serve(
-    model_dirs: List[Path] = typer.Argument(..., help="model directories to serve (each under its folder name)"),
+    model_dirs: List[str] = typer.Argument(..., help="model directories to serve, each as DIR (served under its "
+                                           "folder name) or NAME=DIR"),
     host: str = typer.Option("127.0.0.1", help="address to bind; anything but loopback needs --api-key-file"),
     port: int = typer.Option(8000, help="TCP port"),
     db: str = typer.Option("sqlite:///shopfloor.db", help="record store: sqlite:///file.db or postgresql://..."),
@@ -344,13 +345,15 @@ def serve(
         if not keys and not is_loopback(host):
             fail(f"binding to {host} makes the server reachable from the network: give --api-key-file "
                  "(clients then send 'Authorization: Bearer <key>'), or bind to 127.0.0.1")
-        for model_dir in model_dirs:
+        named = [item.split("=", 1) if "=" in item else [Path(item).resolve().name, item] for item in model_dirs]
+        for _, model_dir in named:
             read_artifact(model_dir)  # refused here, with a message, before the server starts
-        settings = ServerSettings(model_dirs=[p.resolve() for p in model_dirs], db=db, api_key_hashes=keys,
+        settings = ServerSettings(model_dirs=[Path(d).resolve() for _, d in named], model_names=[n for n, _ in named],
+                                  db=db, api_key_hashes=keys,
                                   max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_batch=max_batch,
                                   max_wait_ms=max_wait_ms, device=device, inputs_dir=inputs_dir,
                                   keep_inputs=keep_inputs)
-    say(f"serving {', '.join(p.resolve().name for p in model_dirs)} on http://{host}:{port} (docs at /docs)")
+    say(f"serving {', '.join(n for n, _ in named)} on http://{host}:{port} (docs at /docs)")
     log_level = "info" if is_verbose() else "warning"
     if workers > 1:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
@@ -440,6 +443,7 @@ def tasks() -> None:
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="folder for data, models and reports"),
     only: Optional[List[str]] = typer.Option(None, "--only", help="run only these tasks"),
+    line: bool = typer.Option(True, "--line/--no-line", help="also serve the models and feed them a simulated line"),
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
 ) -> None:
@@ -449,13 +453,14 @@ def demo(
 
     with user_errors():
         check_output_dir(out, "--out")
-        summaries = run_demo(out, only)
+        summaries = run_demo(out, only, line=line)
     table = Table(title="shopfloor demo (synthetic data; test figures on held-out synthetic data)")
     table.add_column("task")
     table.add_column("result")
     table.add_column("seconds", justify="right")
     for s in summaries:
-        figures = ", ".join(f"{k}={v:.3f}" for k, v in s.items() if isinstance(v, float) and k != "seconds")
+        figures = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items()
+                            if isinstance(v, (float, int)) and not isinstance(v, bool) and k not in ("seconds", "n_test"))
         table.add_row(s["task"], figures, f"{s['seconds']:.0f}")
     show(table)
     for s in summaries:

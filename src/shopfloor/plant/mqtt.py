@@ -80,6 +80,7 @@ class StreamConfig:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     publish_timeout_s: float = 10.0  # wait this long for a result's PUBACK before acknowledging anyway
+    store_retry_min_s: float = 0.5  # first back-off while the record store is unavailable (doubles each try)
     store_retry_max_s: float = 30.0  # back-off ceiling while the record store is unavailable
 
     def __post_init__(self) -> None:
@@ -111,6 +112,9 @@ class StreamConfig:
                                   f"which the filter {topic_filter!r} reads back; publish outside the inputs")
         if self.max_inflight < 1 or self.session_expiry < 0 or self.keepalive < 5:
             raise ConfigError("max_inflight must be >= 1, session_expiry >= 0 and keepalive >= 5 seconds")
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s or not 0 < self.store_retry_min_s <= \
+                self.store_retry_max_s or self.publish_timeout_s <= 0:
+            raise ConfigError("back-offs need 0 < min <= max seconds, and publish_timeout_s > 0")
         self.endpoint()  # a bad broker URL fails here, not on the first connect
 
     def endpoint(self) -> tuple[str, int, bool, str | None, str | None]:
@@ -181,6 +185,7 @@ class MqttStream:
         self._aborted = False
         self._stop = threading.Event()
         self._client: Any = None
+        self.ready = threading.Event()  # set while connected and subscribed (the broker acknowledged SUBSCRIBE)
         if getattr(task, "training", None) is not None and hasattr(task.training, "progress"):
             task.training.progress = False
 
@@ -201,6 +206,7 @@ class MqttStream:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.config.session_expiry
         properties.ReceiveMaximum = self.config.max_inflight
@@ -224,7 +230,20 @@ class MqttStream:
         log.info("connected to %s as %s (session %s), subscribed to %s", self.config.broker, self.client_id,
                  "resumed" if flags.session_present else "new", ", ".join(self.config.filters()))
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [f"{f} ({rc})" for f, rc in zip(self.config.filters(), reason_codes) if rc.is_failure]
+        if refused:
+            log.error("the broker %s refused the subscription to %s", self.config.broker, ", ".join(refused))
+            return
+        self.ready.set()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the worker holds a connection to the broker now."""
+        return self._connected
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.ready.clear()
         with self._lock:
             was_connected = self._connected
             self._generation += 1
@@ -350,7 +369,7 @@ class MqttStream:
                             "input_fingerprint": fingerprint, "source": source, "label": label, "score": score,
                             "latency_ms": latency_ms, "key": key if i == 0 else f"{key}#{i}",
                             "input_bytes": payload if i == 0 else None})
-        delay = self.config.reconnect_min_s
+        delay = self.config.store_retry_min_s
         warned = False
         while True:
             try:

@@ -53,6 +53,7 @@ class ServerSettings(BaseModel):
     """How the server runs; validated once at start."""
 
     model_dirs: list[Path]
+    model_names: list[str] = Field(default_factory=list, description="name of each model (default: its folder name)")
     db: str = "sqlite:///shopfloor.db"
     api_key_hashes: list[str] = Field(default_factory=list, description="SHA-256 hex of each accepted API key")
     max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1024)
@@ -288,8 +289,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state["store"] = RecordStore(settings.db, inputs_dir=settings.inputs_dir, keep_inputs=settings.keep_inputs)
-        for model_dir in settings.model_dirs:
-            name = Path(model_dir).resolve().name
+        if settings.model_names and len(settings.model_names) != len(settings.model_dirs):
+            raise ConfigError(f"{len(settings.model_names)} model names for {len(settings.model_dirs)} model dirs")
+        for i, model_dir in enumerate(settings.model_dirs):
+            name = settings.model_names[i] if settings.model_names else Path(model_dir).resolve().name
             if name in served:
                 raise ConfigError(f"two models are named {name!r} (the model directory's name); rename one folder")
             task = load(model_dir, device=settings.device)

@@ -573,7 +573,8 @@ class AnomalyDetection(Task):
         predictions = task.predict(examples, out_dir=out_dir / "predictions")
         return {"task": cls.name, "image_auroc": metrics["image_auroc"], "pixel_auroc": metrics["pixel_auroc"],
                 "aupro": metrics["aupro"], "image_f1": metrics["image_f1"], "n_test": metrics["n_test"],
-                "model": str(out_dir / "model"), "report": metrics["report"], "predictions": predictions}
+                "model": str(out_dir / "model"), "report": metrics["report"], "predictions": predictions,
+                "sample_inputs": [str(p) for p in examples]}
 
 
 def _scale(threshold: float, typical_good: float) -> float:

@@ -331,4 +331,4 @@ class DefectClassification(Task):
         predictions = task.predict(examples, out_dir=out_dir / "explanations", explain=True)
         return {"task": cls.name, "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
                 "n_test": metrics["n_test"], "model": str(out_dir / "model"), "report": metrics["report"],
-                "predictions": predictions}
+                "predictions": predictions, "sample_inputs": [str(p) for p in examples]}

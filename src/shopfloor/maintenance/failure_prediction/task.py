@@ -571,6 +571,8 @@ class FailurePrediction(Task):
         task.fit(data / "train.csv", out_dir=out_dir / "model")
         metrics = task.evaluate(data / "test.csv", report_dir=out_dir / "report")
         predictions = task.predict([test.head(3)], explain=True)
+        test.head(20).to_csv(data / "recent.csv", index=False)  # what the line would send to the server
         return {"task": cls.name, "test_f1": metrics["f1"], "test_pr_auc": metrics["pr_auc"],
                 "test_recall": metrics["recall"], "n_test": metrics["n_test"], "model": str(out_dir / "model"),
-                "report": metrics["report"], "predictions": predictions}
+                "report": metrics["report"], "predictions": predictions,
+                "sample_inputs": [str(data / "recent.csv")]}

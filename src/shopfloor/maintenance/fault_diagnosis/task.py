@@ -443,10 +443,12 @@ class FaultDiagnosis(Task):
         metrics = task.evaluate(root, report_dir=out_dir / "report", snr_db=[0])
         unseen = simulate_bearing_signal("inner_race", duration_s=1.0, rpm=1750, seed=99)
         predictions = task.predict([unseen])
+        np.save(out_dir / "data" / "unseen_inner_race.npy", unseen)  # what a sensor would send to the server
         return {"task": cls.name, "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
                 "accuracy_snr_0": metrics["accuracy_snr_0"], "n_test": metrics["n_test"],
                 "model": str(out_dir / "model"), "report": metrics["report"],
-                "prediction_inner_race": predictions[0]["label"]}
+                "prediction_inner_race": predictions[0]["label"],
+                "sample_inputs": [str(out_dir / "data" / "unseen_inner_race.npy")]}
 
 
 def _input_name(index: int, item: Any) -> str:

@@ -678,6 +678,7 @@ class RemainingUsefulLife(Task):
             "operating_conditions": task.state["n_conditions"],
             "dropped_sensors": task.state["dropped_sensors"],
             "first_prediction": predictions[0],
+            "sample_inputs": [str(paths["recent"])],
             "model": str(out / "model"),
             "report": metrics["report"],
         }
