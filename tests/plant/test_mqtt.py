@@ -282,6 +282,11 @@ def test_every_message_recorded_once_and_answered(model, store, shared_broker):
         assert body["duplicate"] is False
     stats = worker.stream.stats
     assert (stats.recorded, stats.duplicates, stats.published, stats.refused) == (200, 0, 200, 0)
+    # every message was acknowledged: the same session resumed gets nothing again
+    again = Worker(task, store, **_config(shared_broker, prefix, client_id=worker.stream.client_id))
+    time.sleep(1.0)
+    again.join()
+    assert again.stream.stats.received == 0
 
 
 def test_same_payload_twice_is_one_record(model, store, shared_broker):
@@ -333,7 +338,8 @@ def test_bad_payloads_are_refused_and_the_worker_keeps_going(model, store, share
 
 
 def test_record_store_down_holds_the_message_and_retries(model, store, shared_broker):
-    """RecordStoreUnavailable: not acknowledged, retried with backoff, recorded once when the store is back."""
+    """RecordStoreUnavailable: not acknowledged, retried with backoff; a worker stopped meanwhile leaves the
+    message with the broker, and the next one records it once the store is back."""
     task, rows = model
     prefix = f"sftest/{uuid.uuid4().hex[:10]}"
 
@@ -348,15 +354,21 @@ def test_record_store_down_holds_the_message_and_retries(model, store, shared_br
             return self.inner.add(**record)
 
     results = Results(shared_broker, f"results/{prefix}/#")
-    worker = Worker(task, Flaky(store, 3), **_config(shared_broker, prefix, store_retry_min_s=0.05))
+    config = _config(shared_broker, prefix, store_retry_min_s=0.05, store_retry_max_s=0.2)
+    down = Worker(task, Flaky(store, 10**9), **config)
     try:
         publish(shared_broker, _messages(prefix, rows, 2))
+        _until(lambda: down.stream.stats.store_retries >= 3, 20, "retries while the store is down")
+        down.join()  # stopped while the store is still down: nothing was acknowledged
+        assert store.count() == 0 and not results.messages
+        back = Worker(task, Flaky(store, 3), **config)  # same client id: the session resumes
         _until(lambda: len(results.results()) == 2, 20, "two results")
+        back.join()
     finally:
-        worker.join()
+        down.join()
         results.close()
     assert store.count() == 2
-    assert worker.stream.stats.store_retries == 3 and worker.stream.stats.unacked == 0
+    assert back.stream.stats.received == 2 and back.stream.stats.store_retries == 3
 
 
 def test_broker_killed_and_restarted_mid_stream(model, store, own_broker, slow):
