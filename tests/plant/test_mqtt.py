@@ -471,3 +471,50 @@ def test_postgresql_record_store(model, shared_broker):
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+def test_stream_from_the_command_line(model, shared_broker, tmp_path):
+    """`shopfloor stream` end to end: a real worker process, a real broker, records and results."""
+    import sys
+
+    task, rows = model
+    prefix = f"cli-{uuid.uuid4().hex[:8]}"
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    model_dir = Path(task._artifact.path)
+    results: list[dict] = []
+    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    listener.on_message = lambda c, u, m: results.append(json.loads(m.payload))
+    listener.connect("127.0.0.1", 1883)
+    listener.subscribe(f"results/{prefix}/#", qos=1)
+    listener.loop_start()
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "shopfloor"), "stream", str(model_dir),
+                               "--mqtt", shared_broker, "--subscribe", f"{prefix}/+", "--db", db,
+                               "--max-messages", "3", "--device", "cpu", "--client-id", prefix],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        publisher.connect("127.0.0.1", 1883)
+        publisher.loop_start()
+        deadline = time.monotonic() + 180
+        # the worker may not have subscribed yet: send the same three messages round after round; any three
+        # consecutive deliveries are distinct, and repeats are idempotent (one record per topic + payload)
+        while worker.poll() is None and time.monotonic() < deadline:
+            for i in range(3):
+                publisher.publish(f"{prefix}/station{i}", json.dumps([rows[i]]), qos=1).wait_for_publish(10)
+            time.sleep(2)
+        publisher.loop_stop()
+        _, err = worker.communicate(timeout=30)
+        assert worker.returncode == 0, err
+        assert "recorded 3" in err
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        listener.loop_stop()
+    with RecordStore(db) as records:
+        assert records.count() == 3
+        assert {r["source"] for r in records.query()} == {f"{prefix}/station{i}" for i in range(3)}
+    for _ in range(50):
+        if len(results) >= 3:
+            break
+        time.sleep(0.1)
+    assert len({r["record_id"] for r in results}) == 3
