@@ -139,7 +139,7 @@ def main() -> None:
                           "p99_over_p50_at_8": by[8]["p99_ms"] <= 3 * by[8]["p50_ms"],
                           "every_request_recorded": recorded == sent},
     }
-    print(f"wrote {write_result('serve', figures)}")
+    write_result("serve", figures)
 
 
 if __name__ == "__main__":
