@@ -24,10 +24,10 @@ import pytest
 
 mqtt = pytest.importorskip("paho.mqtt.client")
 
-from shopfloor.core.errors import ConfigError  # noqa: E402
-from shopfloor.core.registry import load  # noqa: E402
-from shopfloor.plant.mqtt import MqttStream, StreamConfig  # noqa: E402
-from shopfloor.plant.records import RecordStore, RecordStoreUnavailable  # noqa: E402
+from shopfloor.core.errors import ConfigError
+from shopfloor.core.registry import load
+from shopfloor.plant.mqtt import MqttStream, StreamConfig
+from shopfloor.plant.records import RecordStore, RecordStoreUnavailable
 
 SHARED = ("127.0.0.1", 1883)
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
@@ -201,7 +201,7 @@ class Worker:
     def _run(self) -> None:
         try:
             self.stream.run(self.stop)
-        except BaseException as exc:  # surfaced by join()
+        except BaseException as exc:  # noqa: BLE001 - surfaced by join()
             self.error = exc
 
     def join(self) -> None:
