@@ -343,7 +343,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.exception_handler(ShopfloorError)
     async def user_error(request: Request, exc: ShopfloorError):
         if isinstance(exc, RecordStoreUnavailable):
-            return problem(503, "Record store unavailable", str(exc))
+            return problem(503, "Record store unavailable", f"the record store is unavailable, so nothing was "
+                           f"recorded; retry when it answers again ({exc})")
         if isinstance(exc, ArtifactError):
             return problem(500, "Model directory problem", str(exc))
         return problem(422 if isinstance(exc, DataError) else 400, "Input not accepted", str(exc))
@@ -446,6 +447,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return PredictResponse(model=model.name, task=model.task.name, artifact_hash=model.artifact_hash,
                                record_ids=ids, predictions=rows)
 
+    from .dashboard import mount_dashboard  # the live dashboard at / and its data endpoints
+    mount_dashboard(app, store, served, authorised)
     return app
 
 
