@@ -386,8 +386,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.get("/v1/records", tags=["records"], dependencies=[Depends(authorised)])
     def records(model: str | None = None, source: str | None = None, label: str | None = None,
                 since: datetime | None = None, until: datetime | None = None,
-                limit: int = Query(100, ge=1, le=1000), before_id: int | None = Query(None, ge=1)):
+                limit: int = Query(100, ge=1, le=1000), before_id: int | None = Query(None, ge=1, le=2**63 - 1)):
         """Prediction records, newest first; page with ``before_id`` (the smallest id of the previous page)."""
+        for field_name, value in (("model", model), ("source", source), ("label", label)):
+            if value is not None and "\x00" in value:  # PostgreSQL text cannot hold NUL; no record has one
+                raise HTTPException(422, f"{field_name} contains a NUL character, which no record can hold; "
+                                    "remove it")
         rows = store().query(model=model, source=source, label=label, since=since, until=until, limit=limit,
                              before_id=before_id)
         return {"records": rows, "next_before_id": rows[-1]["id"] if len(rows) == limit else None}

@@ -439,7 +439,7 @@
     const tr = el("tr", { "data-id": r.id, class: [isAlarm(r) ? "alarm" : "", r._fresh ? "fresh" : ""].join(" ").trim() || null },
       el("td", { text: clock(createdS(r)), title: r.created }), el("td", { text: String(r.id) }),
       el("td", { text: r.model }), el("td", { text: sourceName(r.source) }),
-      el("td", { class: "label", text: r.label === null ? "–" : r.label }),
+      el("td", { class: state.alarmLabels.has(r.label) ? "label bad" : "label", text: r.label === null ? "–" : r.label }),
       el("td", { class: "num", text: fmt(r.score, 3) }), el("td", { class: "num", text: fmt(r.latency_ms, 1) }),
       el("td", { class: "note", text: note(r) }));
     r._fresh = false;
