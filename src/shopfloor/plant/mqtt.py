@@ -52,11 +52,10 @@ from shopfloor.core.errors import ConfigError, ShopfloorError
 from shopfloor.core.task import Task, to_jsonable
 
 from .inputs import from_json, input_files, parse_json
-from .records import RecordStore, RecordStoreUnavailable
+from .records import RecordStore, RecordStoreUnavailable, label_and_score
 
 log = logging.getLogger(__name__)
 
-SCORE_FIELDS = ("score", "probability", "rul", "confidence")
 MAX_KEY = 500  # the record store's key length
 SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
 
@@ -155,14 +154,6 @@ class StreamStats:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
-
-def _label_and_score(row: dict[str, Any]) -> tuple[str | None, float | None]:
-    label = row.get("label")
-    if label is None and isinstance(row.get("failure"), bool):
-        label = "failure" if row["failure"] else "normal"
-    score = next((float(row[k]) for k in SCORE_FIELDS if isinstance(row.get(k), (int, float))
-                  and not isinstance(row.get(k), bool)), None)
-    return (None if label is None else str(label)), score
 
 
 class MqttStream:
@@ -364,7 +355,7 @@ class MqttStream:
         source = topic[:1000] if self.config.source_from_topic else None
         records = []
         for i, row in enumerate(rows):
-            label, score = _label_and_score(row)
+            label, score = label_and_score(row)
             records.append({"model": self.model, "artifact_hash": self.artifact_hash or "", "result": row,
                             "input_fingerprint": fingerprint, "source": source, "label": label, "score": score,
                             "latency_ms": latency_ms, "key": key if i == 0 else f"{key}#{i}",

@@ -761,3 +761,18 @@ def export_records(url: str, out: str | Path, fmt: str = "csv", since=None, unti
         return store.export(out, fmt=fmt, since=since, until=until, model=model)
     finally:
         store.close()
+
+
+# result fields that give a record its score, first found wins
+SCORE_FIELDS = ("score", "probability", "rul", "confidence")
+
+
+def label_and_score(row: dict[str, Any]) -> tuple[str | None, float | None]:
+    """A record's label and score from a ``predict`` row: its ``label`` (or failure/normal from a boolean
+    ``failure``) and the first numeric field of :data:`SCORE_FIELDS`."""
+    label = row.get("label")
+    if label is None and isinstance(row.get("failure"), bool):
+        label = "failure" if row["failure"] else "normal"
+    score = next((float(row[k]) for k in SCORE_FIELDS if isinstance(row.get(k), (int, float))
+                  and not isinstance(row.get(k), bool)), None)
+    return (None if label is None else str(label)), score

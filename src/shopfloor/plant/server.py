@@ -40,12 +40,11 @@ from shopfloor.core.registry import load
 from shopfloor.core.task import Task, to_jsonable
 
 from .inputs import from_json, input_files, kind_help, parse_json
-from .records import RecordStore, RecordStoreUnavailable
+from .records import RecordStore, RecordStoreUnavailable, label_and_score
 
 log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
-SCORE_FIELDS = ("score", "probability", "rul", "confidence")
 
 
 # ----------------------------------------------------------------- settings and models
@@ -253,14 +252,6 @@ def problem(status: int, title: str, detail: str) -> JSONResponse:
                         status_code=status, media_type=PROBLEM)
 
 
-def _label_and_score(row: dict[str, Any]) -> tuple[str | None, float | None]:
-    label = row.get("label")
-    if label is None and isinstance(row.get("failure"), bool):
-        label = "failure" if row["failure"] else "normal"
-    score = next((float(row[k]) for k in SCORE_FIELDS if isinstance(row.get(k), (int, float))
-                  and not isinstance(row.get(k), bool)), None)
-    return (None if label is None else str(label)), score
-
 
 def _embed_files(rows: list[dict[str, Any]], folder: Path) -> None:
     """Explanation files written under ``folder`` become data URIs in the rows (PNG) so the response carries them."""
@@ -436,7 +427,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         metrics.batch.labels(model.name).observe(len(files) or 1)
         records = []
         for i, row in enumerate(rows):
-            label, score = _label_and_score(row)
+            label, score = label_and_score(row)
             records.append({"model": model.name, "artifact_hash": model.artifact_hash, "result": row,
                             "input_fingerprint": fingerprints[min(i, len(fingerprints) - 1)], "source": source,
                             "label": label, "score": score, "latency_ms": latency_ms,
