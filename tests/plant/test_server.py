@@ -245,3 +245,13 @@ def test_16bit_image_upload_goes_through_the_one_decode_path(models, sqlite_url)
         b = client.post("/v1/models/surface/predict", files={"file": ("b.png", buffer.getvalue())})
         assert a.status_code == 200 and b.status_code == 200, b.text
         assert abs(a.json()["predictions"][0]["score"] - b.json()["predictions"][0]["score"]) < 0.05
+
+
+def test_inputs_and_heatmaps_are_kept_with_the_record(models, sqlite_url, tmp_path):
+    with _client(models, sqlite_url, inputs_dir=tmp_path / "kept") as client:
+        r = client.post("/v1/models/surface/predict?explain=true",
+                        files={"file": ("a.png", _png(models["images"][-1]), "image/png")})
+        assert r.status_code == 200, r.text
+        record = client.get("/v1/records?model=surface").json()["records"][0]
+        assert Path(record["input_file"]).read_bytes() == _png(models["images"][-1])
+        assert Path(record["heatmap_file"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

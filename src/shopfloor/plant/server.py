@@ -262,6 +262,28 @@ def _embed_files(rows: list[dict[str, Any]], folder: Path) -> None:
                 row[key] = "data:image/png;base64," + base64.b64encode(Path(value).read_bytes()).decode()
 
 
+def _kept_files(settings: ServerSettings, files: list[tuple[bytes, str | None, str | None]],
+                rows: list[dict[str, Any]], i: int) -> dict[str, bytes]:
+    """With ``inputs_dir``, the input bytes (one file per row) and the heatmap PNG of row ``i`` for the store."""
+    if settings.inputs_dir is None:
+        return {}
+    kept: dict[str, bytes] = {}
+    if files and len(files) == len(rows):
+        kept["input_bytes"] = files[i][0]
+    heatmap = rows[i].get("heatmap")
+    prefix = "data:image/png;base64,"
+    if isinstance(heatmap, str) and heatmap.startswith(prefix):
+        kept["heatmap_png"] = base64.b64decode(heatmap[len(prefix):])
+    return kept
+
+
+def _client_names(message: str, names: dict[str, str]) -> str:
+    """An error message with the temporary upload paths replaced by the names the client sent."""
+    for path, name in sorted(names.items(), key=lambda kv: -len(kv[0])):
+        message = message.replace(path, repr(name) if name != Path(path).name else name)
+    return message
+
+
 def _rename_inputs(rows: list[dict[str, Any]], names: dict[str, str]) -> None:
     """Temporary upload paths in the rows back to the names the client sent."""
     for row in rows:
@@ -414,8 +436,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
             if files:
                 with input_files(model.task, files) as paths:
                     fingerprints = [hashlib.sha256(data).hexdigest() for data, _, _ in files]
-                    rows = model.batcher.submit([str(p) for p in paths], explain, out_dir)
-                    _rename_inputs(rows, {str(p): (f[1] or p.name) for p, f in zip(paths, files)})
+                    names = {str(p): (f[1] or p.name) for p, f in zip(paths, files)}
+                    try:
+                        rows = model.batcher.submit([str(p) for p in paths], explain, out_dir)
+                    except DataError as exc:  # name the files as the client sent them, not our temporary copies
+                        raise DataError(_client_names(str(exc), names)) from None
+                    _rename_inputs(rows, names)
             else:
                 fingerprints = [hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()]
                 rows = model.batcher.submit([from_json(model.task, payload)], explain, out_dir)
@@ -431,7 +457,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             records.append({"model": model.name, "artifact_hash": model.artifact_hash, "result": row,
                             "input_fingerprint": fingerprints[min(i, len(fingerprints) - 1)], "source": source,
                             "label": label, "score": score, "latency_ms": latency_ms,
-                            "key": f"{idempotency}:{i}" if idempotency else None})
+                            "key": f"{idempotency}:{i}" if idempotency else None,
+                            **_kept_files(settings, files, rows, i)})
             metrics.predictions.labels(model.name, label or "none").inc()
             if row.get("out_of_range"):
                 metrics.out_of_range.labels(model.name).inc()
