@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
@@ -38,6 +39,27 @@ INPUT_KINDS = {
 
 T = TypeVar("T")
 V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class TableColumns:
+    """The columns a ``table`` task's ``predict`` reads from each row, so a stream can build rows from named values
+    (``Task.table_columns``).
+
+    ``values``: the input columns, in the model's order; ``text``: those among them holding categories (text, e.g. a
+    product type), the others are numbers. History tasks (rows are one unit's readings in time order) also name
+    their ``unit`` and ``time`` columns.
+    """
+
+    values: tuple[str, ...]
+    text: tuple[str, ...] = ()
+    unit: str | None = None
+    time: str | None = None
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Every column a row must carry: unit, time, then the values."""
+        return tuple(c for c in (self.unit, self.time, *self.values) if c is not None)
 
 
 class NoOptions(StrictModel):
@@ -158,6 +180,11 @@ class Task(ABC):
         for row, columns in zip(rows, flagged):
             row["out_of_range"] = bool(columns)
             row["out_of_range_columns"] = list(columns)
+
+    def table_columns(self) -> TableColumns | None:
+        """For a fitted ``table`` task: the columns each input row carries (:class:`TableColumns`); ``None`` where
+        the task does not declare them."""
+        return None
 
     def export(self) -> bytes:
         """Export the fitted model to ONNX (kept in memory; ``save`` writes it) and reset the runtime."""

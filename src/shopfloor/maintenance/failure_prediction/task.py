@@ -31,7 +31,7 @@ from shopfloor.core.artifact import fingerprint_arrays
 from shopfloor.core.config import StrictModel, TrainingConfig
 from shopfloor.core.errors import DataError
 from shopfloor.core.ranges import InputRanges
-from shopfloor.core.task import OnnxSignature, Task, batched, read_inputs, to_jsonable
+from shopfloor.core.task import OnnxSignature, TableColumns, Task, batched, read_inputs, to_jsonable
 from shopfloor.core.training import SupervisedModule, fit_supervised, seed_everything
 
 from ..checks import describe_id_like, id_like_columns, list_items
@@ -181,6 +181,12 @@ class FailurePrediction(Task):
     @property
     def modes(self) -> list[str]:
         return list(self.state["modes"])
+
+    def table_columns(self) -> TableColumns:
+        """The raw numeric and categorical columns each record carries (derived features are computed)."""
+        self.require_model()
+        schema = self.schema
+        return TableColumns(values=(*schema.numeric, *schema.categorical), text=tuple(schema.categorical))
 
     def _resolve_columns(self, frame: pd.DataFrame) -> tuple[list[str], list[str], dict[str, list[str]]]:
         cfg = self.config

@@ -33,7 +33,7 @@ from shopfloor.core.artifact import fingerprint_arrays
 from shopfloor.core.config import StrictModel, TrainingConfig
 from shopfloor.core.errors import DataError
 from shopfloor.core.ranges import InputRanges
-from shopfloor.core.task import OnnxSignature, Task, batched, read_inputs, to_jsonable
+from shopfloor.core.task import OnnxSignature, TableColumns, Task, batched, read_inputs, to_jsonable
 from shopfloor.core.training import SupervisedModule, fit_supervised, seed_everything
 
 from ..checks import extreme_values, list_items
@@ -280,6 +280,12 @@ class RemainingUsefulLife(Task):
     def data_columns(self) -> list[str]:
         """The columns an input table must provide besides unit and time."""
         return [c for c in self.features if c != TIME]
+
+    def table_columns(self) -> TableColumns:
+        """A history row: the unit and time columns (named as in training) and the settings and sensors."""
+        self.require_model()
+        return TableColumns(values=tuple(self.data_columns), unit=self.config.data.unit_column,
+                            time=self.config.data.time_column)
 
     def build_model(self) -> nn.Module:
         s = self.state
