@@ -25,32 +25,14 @@ import pytest
 mqtt = pytest.importorskip("paho.mqtt.client")
 
 from shopfloor.core.errors import ConfigError
-from shopfloor.core.registry import load
 from shopfloor.plant.mqtt import MqttStream, StreamConfig
 from shopfloor.plant.records import RecordStore, RecordStoreUnavailable
 
 SHARED = ("127.0.0.1", 1883)
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-TARGETS = ["Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF"]
 
 
 # ----------------------------------------------------------------- fixtures and helpers
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A tiny fitted failure-prediction model (input kind "table": messages are JSON rows), loaded generically."""
-    from shopfloor.maintenance.failure_prediction import FailurePrediction
-    from shopfloor.maintenance.failure_prediction.simulator import make_process_records
-
-    root = tmp_path_factory.mktemp("mqtt")
-    records = make_process_records(1200, seed=0)
-    records.iloc[:800].to_csv(root / "train.csv", index=False)
-    FailurePrediction(folds=2, training={"epochs": 2, "batch_size": 128, "progress": False, "device": "cpu"}).fit(
-        root / "train.csv", out_dir=root / "milling")
-    task = load(root / "milling", device="cpu")
-    rows = json.loads(records.iloc[800:].drop(columns=TARGETS).to_json(orient="records"))  # 400 distinct rows
-    return task, rows
-
-
 @pytest.fixture
 def store(tmp_path):
     s = RecordStore(f"sqlite:///{tmp_path / 'records.db'}")

@@ -366,26 +366,51 @@ def serve(
 @app.command()
 def stream(
     model_dir: Path = typer.Argument(..., help="model directory"),
-    mqtt: str = typer.Option("mqtt://127.0.0.1:1883", "--mqtt", help="broker: mqtt://[user:pass@]host:port"),
+    mqtt: Optional[str] = typer.Option(None, "--mqtt", help="read MQTT messages from this broker: "
+                                       "mqtt://[user:pass@]host:port"),
+    opcua: Optional[str] = typer.Option(None, "--opcua", help="poll OPC UA nodes on this server instead: "
+                                        "opc.tcp://host:port (with --nodes, --every)"),
     subscribe: List[str] = typer.Option(["plant/+/camera/+"], "--subscribe", help="topic filter (repeatable)"),
-    publish: str = typer.Option("results/{topic}", "--publish", help="result topic; {topic} is the input topic"),
+    publish: Optional[str] = typer.Option(None, "--publish", help="result topic; with --mqtt {topic} is the input "
+                                          "topic (default results/{topic}); with --opcua {model} is the model's name "
+                                          "(default results/opcua/{model}, sent with --publish-mqtt)"),
     group: Optional[str] = typer.Option(None, "--group", help="shared-subscription group: N workers with the same "
                                         "group share the messages ($share/GROUP/filter)"),
     client_id: Optional[str] = typer.Option(None, "--client-id", help="stable client id (persistent session)"),
+    nodes: List[str] = typer.Option([], "--nodes", help="OPC UA: input variables, 'COLUMN=NODE_ID,...' (a bare "
+                                    "NODE_ID takes its BrowseName as column), e.g. 'Torque [Nm]=ns=2;s=Mill.Torque'"),
+    every: str = typer.Option("1s", "--every", help="OPC UA: polling period (1s, 500ms, 2min)"),
+    set_: List[str] = typer.Option([], "--set", help="OPC UA: constant column, COLUMN=VALUE (e.g. Type=L, unit=7)"),
+    write: List[str] = typer.Option([], "--write", help="OPC UA: write result fields back, 'FIELD=NODE_ID,...' "
+                                    "(label, score, record_id or a field of the result)"),
+    publish_mqtt: Optional[str] = typer.Option(None, "--publish-mqtt", help="OPC UA: also publish each result to "
+                                               "this MQTT broker"),
     db: str = typer.Option("sqlite:///shopfloor.db", help="record store: sqlite:///file.db or postgresql://..."),
     max_messages: Optional[int] = typer.Option(None, "--max-messages", min=1, help="stop after this many"),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="OPC UA: stop after this many "
+                                              "new samples"),
     device: str = DEVICE,
     strict: bool = STRICT,
     key_file: Optional[Path] = KEY_FILE,
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
 ) -> None:
-    """Score MQTT messages at QoS 1 (at-least-once: acknowledged after the record is committed; a redelivery never
-    makes a second record) and publish each result with its record id."""
+    """Score a stream on the line and record every result once. --mqtt: messages at QoS 1 (acknowledged after the
+    record is committed; a redelivery never makes a second record), each result published with its record id.
+    --opcua: node values read every --every, each new sample predicted, recorded (a re-read is not recorded twice),
+    written back to --write nodes and/or published to --publish-mqtt."""
     setup_console(verbose, quiet)
+    if (mqtt is None) == (opcua is None):
+        fail("give exactly one input: --mqtt mqtt://HOST:PORT (messages) or --opcua opc.tcp://HOST:PORT (node "
+             "values, with --nodes)")
+    if opcua is not None:
+        _stream_opcua(model_dir, opcua, nodes, every, set_, write, publish_mqtt, publish, client_id, db,
+                      max_samples, device, strict, key_file)
+        return
     from shopfloor.plant.mqtt import MqttStream, StreamConfig
     from shopfloor.plant.records import RecordStore
 
+    publish = publish or "results/{topic}"
     with user_errors():
         task = _load(model_dir, device, strict, True, key_file)
         options = {"client_id": client_id} if client_id else {}
@@ -401,6 +426,37 @@ def stream(
     if stats is not None:
         say(f"received {stats.received}, recorded {stats.recorded}, duplicates {stats.duplicates}, "
             f"refused {stats.refused}, published {stats.published}")
+
+
+def _stream_opcua(model_dir: Path, endpoint: str, nodes: List[str], every: str, constants: List[str],
+                  write: List[str], publish_mqtt: Optional[str], publish: Optional[str], client_id: Optional[str],
+                  db: str, max_samples: Optional[int], device: str, strict: bool, key_file: Optional[Path]) -> None:
+    """`stream --opcua`: poll the nodes, predict, record, write back and/or publish (see shopfloor.plant.opcua)."""
+    from shopfloor.plant.opcua import OpcuaConfig, OpcuaStream
+    from shopfloor.plant.records import RecordStore
+
+    with user_errors():
+        config = OpcuaConfig(endpoint=endpoint, nodes=list(nodes), every=every, constants=list(constants),
+                             write=list(write), mqtt=publish_mqtt, publish=publish or "results/opcua/{model}",
+                             client_id=client_id)
+        task = _load(model_dir, device, strict, True, key_file)
+        store = RecordStore(db)
+        try:
+            stream = OpcuaStream(task, store, config)
+            outputs = [f"{len(config.write)} node(s)"] if config.write else []
+            outputs += [f"MQTT {publish_mqtt}"] if publish_mqtt else []
+            say(f"streaming {task.name} from {stream.source} ({len(config.nodes)} node(s) every {config.every:g} s)"
+                f" -> records{''.join(', ' + o for o in outputs)}")
+            try:
+                stats = stream.run(max_samples=max_samples)
+            except KeyboardInterrupt:
+                stats = None
+        finally:
+            store.close()
+    if stats is not None:
+        say(f"samples {stats.samples}, recorded {stats.recorded}, duplicates {stats.duplicates}, skipped "
+            f"{stats.skipped}, refused {stats.refused}, written {stats.written}, published {stats.published}, "
+            f"reconnects {stats.reconnects}")
 
 
 records_app = typer.Typer(no_args_is_help=True, help="The prediction records written by serve and stream.")

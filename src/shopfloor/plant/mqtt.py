@@ -46,18 +46,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from shopfloor.core.errors import ConfigError, ShopfloorError
 from shopfloor.core.task import Task, to_jsonable
 
+from .delivery import broker_endpoint, check_result_topic, commit_with_retry, prediction_records, publish_json, \
+    record_key
 from .inputs import from_json, input_files, parse_json
-from .records import RecordStore, RecordStoreUnavailable, label_and_score
+from .records import RecordStore
 
 log = logging.getLogger(__name__)
-
-MAX_KEY = 500  # the record store's key length
-SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
 
 
 @dataclass
@@ -95,12 +93,7 @@ class StreamConfig:
             raise ConfigError(f"qos must be 0, 1 or 2 (1 for at-least-once); got {self.qos!r}")
         if self.group is not None and (not self.group or any(c in self.group for c in "/+#")):
             raise ConfigError(f"group {self.group!r}: a shared-subscription group is a name without / + #")
-        try:
-            probe = self.publish.format(topic="x")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"publish {self.publish!r}: the only placeholder is {{topic}} ({exc})") from None
-        if not probe or any(c in probe for c in "+#"):
-            raise ConfigError(f"publish {self.publish!r}: a result topic cannot be empty or hold + or #")
+        check_result_topic(self.publish, topic="x")
         from paho.mqtt.client import topic_matches_sub
 
         for topic_filter in self.subscribe:
@@ -118,20 +111,7 @@ class StreamConfig:
 
     def endpoint(self) -> tuple[str, int, bool, str | None, str | None]:
         """``(host, port, tls, username, password)`` from ``broker``."""
-        url = self.broker if "://" in self.broker else f"mqtt://{self.broker}"
-        parts = urlsplit(url)
-        if parts.scheme not in SCHEMES:
-            raise ConfigError(f"broker {self.broker!r}: use mqtt://[user:pass@]host:port (or mqtts://)")
-        default_port, tls = SCHEMES[parts.scheme]
-        try:
-            port = parts.port or default_port
-        except ValueError:
-            raise ConfigError(f"broker {self.broker!r}: the port is not a number") from None
-        if not parts.hostname:
-            raise ConfigError(f"broker {self.broker!r}: no host; use mqtt://host:port")
-        user = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
-        return parts.hostname, port, tls, user, password
+        return broker_endpoint(self.broker)
 
     def filters(self) -> list[str]:
         """The subscriptions as sent to the broker (shared when ``group`` is set)."""
@@ -293,9 +273,7 @@ class MqttStream:
     def _handle(self, message: Any, generation: int) -> None:
         payload = bytes(message.payload)
         digest = hashlib.sha256(payload).hexdigest()
-        key = f"{message.topic}:{digest}"
-        if len(key) > MAX_KEY - 8:  # a very long topic: keyed by its hash (the record store keeps keys short)
-            key = f"sha256:{hashlib.sha256(message.topic.encode()).hexdigest()}:{digest}"
+        key = record_key(message.topic, digest)  # a very long topic: keyed by its hash
         result_topic = self.config.publish.format(topic=message.topic)
         started = time.perf_counter()
         try:
@@ -353,33 +331,15 @@ class MqttStream:
                 payload: bytes) -> list[tuple[int, bool]] | None:
         """Add one record per row (keys ``key``, ``key#1``...); retried with backoff while the store is down."""
         source = topic[:1000] if self.config.source_from_topic else None
-        records = []
-        for i, row in enumerate(rows):
-            label, score = label_and_score(row)
-            records.append({"model": self.model, "artifact_hash": self.artifact_hash or "", "result": row,
-                            "input_fingerprint": fingerprint, "source": source, "label": label, "score": score,
-                            "latency_ms": latency_ms, "key": key if i == 0 else f"{key}#{i}",
-                            "input_bytes": payload if i == 0 else None})
-        delay = self.config.store_retry_min_s
-        warned = False
-        while True:
-            try:
-                if len(records) > 1 and hasattr(self.store, "add_many"):
-                    stored = self.store.add_many(records)  # one transaction: all rows of the message or none
-                else:
-                    stored = [self.store.add(**record) for record in records]
-                if warned:
-                    log.warning("the record store is back; recording resumed")
-                return stored
-            except RecordStoreUnavailable as exc:
-                self.stats.store_retries += 1
-                if not warned:
-                    log.warning("the record store is unavailable (%s); holding the message unacknowledged and "
-                                "retrying with backoff", exc)
-                    warned = True
-                if self._stop.wait(delay) or self._aborted:
-                    return None
-                delay = min(delay * 2, self.config.store_retry_max_s)
+        records = prediction_records(rows, model=self.model, artifact_hash=self.artifact_hash, key=key,
+                                     fingerprint=fingerprint, source=source, latency_ms=latency_ms,
+                                     input_bytes=payload)
+
+        def retried() -> None:
+            self.stats.store_retries += 1
+
+        return commit_with_retry(self.store, records, stop=self._stop, min_s=self.config.store_retry_min_s,
+                                 max_s=self.config.store_retry_max_s, on_retry=retried, aborted=lambda: self._aborted)
 
     def _refuse(self, message: Any, generation: int, result_topic: str, key: str, error: str,
                 warn: bool = True) -> None:
@@ -396,30 +356,10 @@ class MqttStream:
 
         paho keeps an unconfirmed QoS 1 publish and sends it again after a reconnect.
         """
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        properties = Properties(PacketTypes.PUBLISH)
-        properties.ContentType = "application/json"
         correlation = getattr(getattr(message, "properties", None), "CorrelationData", None)
-        if correlation is not None:
-            properties.CorrelationData = correlation
-        data = json.dumps(body, default=str).encode()
-        info = self._client.publish(topic, data, qos=self.config.qos, properties=properties)
-        deadline = time.monotonic() + self.config.publish_timeout_s
-        while True:
-            try:
-                info.wait_for_publish(0.2)
-                if info.is_published():
-                    return True
-            except (RuntimeError, ValueError):  # not connected right now: queued, sent after the reconnect
-                time.sleep(0.05)
-            if generation != self._generation or self._aborted:
-                return False
-            if time.monotonic() > deadline:
-                log.warning("no PUBACK for the result on %s within %.0f s; acknowledging the input anyway (paho "
-                            "keeps sending the result)", topic, self.config.publish_timeout_s)
-                return False
+        return publish_json(self._client, topic, body, qos=self.config.qos, timeout_s=self.config.publish_timeout_s,
+                            correlation=correlation,
+                            current=lambda: generation == self._generation and not self._aborted)
 
     def _ack(self, message: Any, generation: int) -> None:
         if message.qos == 0:
