@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -329,12 +330,46 @@ def test_nodes_that_do_not_fit_the_model_are_refused_at_start(model, store, mill
     assert store.count() == 0
 
 
-def test_unknown_result_field_stops_before_recording(model, store, mill):
+def test_result_fields_that_do_not_fit_stop_before_recording(model, store, mill):
     task, rows = model
     _sample(mill, rows[0], 0)
     with pytest.raises(ConfigError, match=r"has no field\(s\) \['risk'\]; write one of \['label', 'score'"):
         _stream(task, store, mill, write=f"risk={node('Risk')}").run(max_samples=1)
+    with pytest.raises(ConfigError, match=r"write label=ns=2;s=Mill.Risk: the node holds Double and label is str"):
+        _stream(task, store, mill, write=f"label={node('Risk')}").run(max_samples=1)
     assert store.count() == 0
+
+
+def test_results_published_to_mqtt(model, store, mill):
+    """--publish-mqtt: each result on the result topic (QoS 1) with its record id, through the shared broker."""
+    mqtt = pytest.importorskip("paho.mqtt.client")
+    try:
+        socket.create_connection(("127.0.0.1", 1883), timeout=1).close()
+    except OSError:
+        pytest.skip("no MQTT broker at 127.0.0.1:1883")
+    task, rows = model
+    prefix = f"sftest/opcua-{uuid.uuid4().hex[:8]}"
+    messages: list[tuple[str, dict]] = []
+    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    listener.on_message = lambda c, u, m: messages.append((m.topic, json.loads(m.payload)))
+    listener.connect("127.0.0.1", 1883)
+    listener.subscribe(f"{prefix}/#", qos=1)
+    listener.loop_start()
+    _sample(mill, rows[0], 0)
+    runner = Runner(_stream(task, store, mill, mqtt="mqtt://127.0.0.1:1883", publish=prefix + "/{model}",
+                            client_id=prefix.replace("/", "-")))
+    try:
+        _until(lambda: store.count() == 1, 15, "the first record")
+        _feed(runner, store, mill, rows, 1, 1)
+        _until(lambda: len(messages) == 2, 10, "two result messages")
+    finally:
+        runner.join()
+        listener.loop_stop()
+    model_name = Path(task._artifact.path).name
+    assert {topic for topic, _ in messages} == {f"{prefix}/{model_name}"}
+    assert sorted(body["record_id"] for _, body in messages) == sorted(r["id"] for r in store.query())
+    assert all(body["source"] == f"{mill.url}#ns=2" and body["duplicate"] is False for _, body in messages)
+    assert runner.stream.stats.published == 2
 
 
 def test_unreachable_server_fails_after_bounded_tries(model, store):

@@ -7,6 +7,9 @@
 - ``server``: the FastAPI app behind ``shopfloor serve``: predict, models, records, health, Prometheus metrics.
 - ``mqtt``: ``shopfloor stream --mqtt``: at-least-once MQTT worker (QoS 1, ack after the record is committed,
   shared subscriptions for scale-out).
+- ``opcua``: ``shopfloor stream --opcua``: polls OPC UA nodes on a fixed period, maps them to the task's columns,
+  records each sample once (keyed on source timestamps), writes results back to nodes and/or MQTT.
+- ``delivery``: what both streams do with a prediction: record rows, commit with back-off, publish over MQTT.
 
 May import ``shopfloor.core``; never an application package (tasks are reached through the registry).
 """

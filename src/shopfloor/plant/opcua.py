@@ -314,7 +314,12 @@ class OpcuaStream:
     async def _run(self, max_samples: int | None) -> None:
         client = await self._connect_first()
         try:
-            await self._resolve(client)
+            try:
+                await self._resolve(client)
+            except _lost_errors() as exc:
+                raise OpcuaUnavailable(f"the OPC UA server {self.public_url} went away while its nodes were checked "
+                                       f"({type(exc).__name__}: {exc or 'no answer'}); start the stream again once "
+                                       "it runs") from None
             self.ready.set()
             every = float(self.config.every)
             next_at = time.monotonic()
@@ -659,7 +664,8 @@ class OpcuaStream:
         return array
 
     def _check_fields(self, row: dict[str, Any]) -> None:
-        """Once, on the first result: every write-back field exists (a typo stops the stream before any record)."""
+        """Once, on the first result: every write-back field exists and fits its node's data type (a typo stops the
+        stream before anything is recorded)."""
         if self._fields_checked:
             return
         missing = [f.name for f in self.config.write if f.name not in RESULT_EXTRAS and f.name not in row]
@@ -667,6 +673,10 @@ class OpcuaStream:
             available = [*RESULT_EXTRAS, *(k for k, v in row.items() if not isinstance(v, (dict, list)))]
             raise ConfigError(f"write: the {self.task.name} result has no field(s) {missing}; write one of "
                               f"{available}")
+        label, score = label_and_score(row)
+        extras = {"label": label, "score": score, "record_id": 0, "key": ""}
+        for target, vtype in zip(self.config.write, self._write_types):
+            _convert(extras[target.name] if target.name in RESULT_EXTRAS else row[target.name], vtype, target)
         self._fields_checked = True
 
     # ----------------------------------------------------------------- write-back
