@@ -307,6 +307,34 @@ def test_server_restarted_mid_run(model, store, mill, caplog):
     assert len(lost) == 1 and len([r for r in caplog.records if "reconnected" in r.getMessage()]) == 1
 
 
+def test_write_back_cut_off_by_a_lost_server_is_written_after_the_reconnect(model, store, mill, monkeypatch):
+    """The server goes away while a sample is being predicted: its record is committed, its write-back fails, and
+    it is written once the server is back (the restarted server starts with Risk = 0)."""
+    task, rows = model
+    predict = task.predict
+
+    def slow(*args, **kwargs):
+        time.sleep(2.0)  # the server stops meanwhile
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(task, "predict", slow)
+    _sample(mill, rows[0], 0)
+    runner = Runner(_stream(task, store, mill, write=f"score={node('Risk')}"))
+    try:
+        _until(lambda: runner.stream.stats.samples == 1, 15, "the first sample")
+        mill.stop()
+        _until(lambda: store.count() == 1, 10, "the record, committed while the server is away")
+        time.sleep(0.3)
+        mill.start()
+        _until(lambda: runner.stream.stats.written == 1, 15, "the write-back after the reconnect")
+        time.sleep(0.3)  # re-reads of the same sample after the reconnect
+    finally:
+        runner.join()
+    stats = runner.stream.stats
+    assert stats.reconnects == 1 and (stats.samples, stats.recorded, stats.duplicates) == (1, 1, 0)
+    assert mill.read("Risk") == pytest.approx(store.query()[0]["score"]) and store.count() == 1
+
+
 # ----------------------------------------------------------------- refusals with a clear message
 def test_nodes_that_do_not_fit_the_model_are_refused_at_start(model, store, mill):
     task, _ = model

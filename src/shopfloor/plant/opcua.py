@@ -585,9 +585,6 @@ class OpcuaStream:
             self.stats.duplicates += 1
         label, score = label_and_score(rows[0])
         extras = {"label": label, "score": score, "record_id": stored[0][0], "key": key}
-        if self.config.write:
-            self._pending = [extras[f.name] if f.name in RESULT_EXTRAS else rows[0][f.name] for f in self.config.write]
-            await self._write(client, self._pending)
         if self._publisher is not None:
             body = {"record_id": stored[0][0], "model": self.model, "artifact_hash": self.artifact_hash,
                     "source": self.source, "sample_time": sample_time, "result": rows[0], "duplicate": not created,
@@ -597,6 +594,9 @@ class OpcuaStream:
             topic = self.config.publish.format(model=self.model)
             if await asyncio.to_thread(self._publisher.publish, topic, body):
                 self.stats.published += 1
+        if self.config.write:  # last: a lost connection leaves the values pending, written after the reconnect
+            self._pending = [extras[f.name] if f.name in RESULT_EXTRAS else rows[0][f.name] for f in self.config.write]
+            await self._write(client, self._pending)
 
     def _store_retried(self) -> None:
         self.stats.store_retries += 1
