@@ -2,6 +2,7 @@
 
 Shared by the MQTT worker (:mod:`shopfloor.plant.mqtt`) and the OPC UA poller (:mod:`shopfloor.plant.opcua`):
 
+- :func:`stream_identity`: the model name and artifact hash a stream records under;
 - :func:`prediction_records` turns ``predict`` rows into record-store rows (label and score by
   :func:`~shopfloor.plant.records.label_and_score`, keys ``key``, ``key#1``...);
 - :func:`commit_with_retry` commits them in one transaction, backing off while the store is unavailable;
@@ -16,10 +17,12 @@ import json
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from shopfloor.core.errors import ConfigError
+from shopfloor.core.task import Task
 
 from .records import RecordStore, RecordStoreUnavailable, label_and_score
 
@@ -27,6 +30,16 @@ log = logging.getLogger(__name__)
 
 MAX_KEY = 500  # the record store's key length
 SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
+
+
+def stream_identity(task: Task, name: str | None = None) -> tuple[str, str | None]:
+    """A loaded task made ready to stream (no progress bars) and ``(model name, artifact hash)`` for its records:
+    ``name``, else the model directory's name, else the task's name."""
+    if getattr(task, "training", None) is not None and hasattr(task.training, "progress"):
+        task.training.progress = False
+    artifact = getattr(task, "_artifact", None)
+    artifact_hash = artifact.manifest["manifest_sha256"] if artifact is not None else None
+    return name or (Path(artifact.path).resolve().name if artifact is not None else task.name), artifact_hash
 
 
 def record_key(prefix: str, digest: str) -> str:

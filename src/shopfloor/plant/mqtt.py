@@ -44,14 +44,13 @@ import socket
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from shopfloor.core.errors import ConfigError, ShopfloorError
 from shopfloor.core.task import Task, to_jsonable
 
 from .delivery import broker_endpoint, check_result_topic, commit_with_retry, prediction_records, publish_json, \
-    record_key
+    record_key, stream_identity
 from .inputs import from_json, input_files, parse_json
 from .records import RecordStore
 
@@ -143,9 +142,7 @@ class MqttStream:
         self.task = task
         self.store = store
         self.config = config
-        artifact = getattr(task, "_artifact", None)
-        self.artifact_hash = artifact.manifest["manifest_sha256"] if artifact is not None else None
-        self.model = config.model or (Path(artifact.path).resolve().name if artifact is not None else task.name)
+        self.model, self.artifact_hash = stream_identity(task, config.model)
         self.client_id = config.client_id or f"shopfloor-{self.model}-{config.worker}"
         self.stats = StreamStats()
         self._queue: queue.Queue = queue.Queue()
@@ -157,8 +154,6 @@ class MqttStream:
         self._stop = threading.Event()
         self._client: Any = None
         self.ready = threading.Event()  # set while connected and subscribed (the broker acknowledged SUBSCRIBE)
-        if getattr(task, "training", None) is not None and hasattr(task.training, "progress"):
-            task.training.progress = False
 
     # ----------------------------------------------------------------- the paho client and its callbacks
     def _make_client(self) -> Any:

@@ -43,7 +43,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,7 +53,7 @@ from shopfloor.core.quiet import is_verbose
 from shopfloor.core.task import INPUT_KINDS, TableColumns, Task, to_jsonable
 
 from .delivery import MqttPublisher, broker_endpoint, check_result_topic, commit_with_retry, prediction_records, \
-    record_key
+    record_key, stream_identity
 from .records import RecordStore, label_and_score
 
 log = logging.getLogger(__name__)
@@ -259,9 +258,7 @@ class OpcuaStream:
                                   "so its rows cannot be built from OPC UA nodes; use `stream --mqtt` with JSON rows")
         elif config.constants:
             raise ConfigError(f"--set gives table columns; {task.name} reads a signal (one array node per channel)")
-        artifact = getattr(task, "_artifact", None)
-        self.artifact_hash = artifact.manifest["manifest_sha256"] if artifact is not None else None
-        self.model = config.model or (Path(artifact.path).resolve().name if artifact is not None else task.name)
+        self.model, self.artifact_hash = stream_identity(task, config.model)
         self.url, self.public_url = config.endpoint_parts()
         self.source = f"{self.public_url}#{self._namespaces()}"
         self.stats = OpcuaStats()
@@ -276,8 +273,6 @@ class OpcuaStream:
         self._logged: set[tuple[str, str]] = set()
         self._fields_checked = False
         self._publisher: MqttPublisher | None = None
-        if getattr(task, "training", None) is not None and hasattr(task.training, "progress"):
-            task.training.progress = False
 
     def _namespaces(self) -> str:
         from asyncua import ua
