@@ -171,6 +171,34 @@ def test_concurrent_clients_are_micro_batched_and_every_record_kept(models, sqli
         assert calls and float(calls[0].split()[-1]) < 60  # fewer model calls than requests
 
 
+def test_batches_in_flight_together_give_each_request_its_own_result(models, sqlite_url):
+    """Two runners score two micro-batches at once: every response still belongs to its own image."""
+    images = [_png(p) for p in models["images"]]
+    with _client(models, sqlite_url, max_batch=3, max_wait_ms=20, runners=2) as client:
+        alone = [client.post("/v1/models/surface/predict", files={"file": (f"{i}.png", data, "image/png")})
+                 .json()["predictions"][0]["score"] for i, data in enumerate(images)]
+        assert len(set(np.round(alone, 6))) > 1  # distinct images: a mix-up would show
+        got, errors = [], []
+
+        def worker(k: int) -> None:
+            for j in range(4):
+                i = (k + j) % len(images)
+                r = client.post("/v1/models/surface/predict", files={"file": (f"{i}.png", images[i], "image/png")})
+                if r.status_code != 200:
+                    errors.append(r.text)
+                else:
+                    got.append((i, r.json()["predictions"][0]["score"]))
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and len(got) == 40
+        for i, score in got:
+            assert score == pytest.approx(alone[i], abs=1e-5)
+        assert len(client.app.state.served["surface"].batcher.threads) == 2
+
+
 def test_postgresql_record_store(models):
     psycopg = pytest.importorskip("psycopg")
     try:

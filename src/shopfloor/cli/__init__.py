@@ -325,6 +325,8 @@ def serve(
     max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", min=0.01, help="largest request body"),
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="micro-batch size (inputs per model call)"),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, help="longest wait for a micro-batch to fill"),
+    runners: int = typer.Option(2, "--runners", min=1, max=8, help="micro-batches of one model in flight at once "
+                                "(the next is scored while one is finished)"),
     inputs_dir: Optional[Path] = typer.Option(None, "--inputs-dir", help="keep each input (and heatmap) here, "
                                               "content-addressed"),
     keep_inputs: Optional[int] = typer.Option(None, "--keep-inputs", min=1, help="retention: stored inputs kept"),
@@ -351,7 +353,7 @@ def serve(
         settings = ServerSettings(model_dirs=[Path(d).resolve() for _, d in named], model_names=[n for n, _ in named],
                                   db=db, api_key_hashes=keys,
                                   max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_batch=max_batch,
-                                  max_wait_ms=max_wait_ms, device=device, inputs_dir=inputs_dir,
+                                  max_wait_ms=max_wait_ms, runners=runners, device=device, inputs_dir=inputs_dir,
                                   keep_inputs=keep_inputs)
     say(f"serving {', '.join(n for n, _ in named)} on http://{host}:{port} (docs at /docs)")
     log_level = "info" if is_verbose() else "warning"

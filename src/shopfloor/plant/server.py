@@ -58,6 +58,7 @@ class ServerSettings(BaseModel):
     max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_batch: int = Field(16, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)
+    runners: int = Field(2, ge=1, le=8, description="batches of one model in flight at once")
     device: str = "auto"
     inputs_dir: Path | None = None
     keep_inputs: int | None = None
@@ -128,9 +129,13 @@ class MicroBatcher:
 
     Only for tasks that give exactly one row per input (images, signals): their rows are split back by position.
     Other tasks (tables: one row per record) run one request at a time.
+
+    ``runners`` batches may be in flight at once (ONNX Runtime sessions are thread-safe): while one batch is in
+    its serial steps (upsampling maps, building rows) the next is already being scored, so the cores do not idle
+    between batches.
     """
 
-    def __init__(self, task: Task, max_batch: int, max_wait_ms: float, on_batch: Any = None):
+    def __init__(self, task: Task, max_batch: int, max_wait_ms: float, on_batch: Any = None, runners: int = 1):
         self.task = task
         self.on_batch = on_batch  # called with the number of inputs of every model call
         self.largest_batch = 0
@@ -138,8 +143,10 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000.0
         self.merge = task.input_kind in ("image", "signal")
         self.queue: queue.Queue[_Job | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name=f"batcher-{task.name}", daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._run, name=f"batcher-{task.name}-{i}", daemon=True)
+                        for i in range(max(1, runners))]
+        for thread in self.threads:
+            thread.start()
 
     def submit(self, inputs: list[Any], explain: bool = False, out_dir: Path | None = None) -> list[dict[str, Any]]:
         """Predict ``inputs`` (possibly together with other requests); raises what ``predict`` raises."""
@@ -151,8 +158,10 @@ class MicroBatcher:
         return self.queue.qsize()
 
     def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join(timeout=5)
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join(timeout=5)
 
     def _gather(self, first: _Job) -> list[_Job]:
         jobs, size = [first], len(first.inputs)
@@ -313,7 +322,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             artifact_hash = task._artifact.manifest["manifest_sha256"]
             served[name] = ServedModel(name, Path(model_dir), task, artifact_hash,
                                        MicroBatcher(task, settings.max_batch, settings.max_wait_ms,
-                                                    metrics.model_batch.labels(name).observe))
+                                                    metrics.model_batch.labels(name).observe, settings.runners))
         yield
         for model in served.values():
             model.batcher.close()
