@@ -45,23 +45,37 @@ class WDCNN(nn.Module):
 VIBRATION_MODELS = ("wdcnn", *SEQUENCE_MODELS)
 
 
+NORMALIZATIONS = ("dataset", "segment")
+
+
 class SignalClassifier(nn.Module):
-    """Raw segments in, class logits out: per-channel standardisation with fitted buffers
-    (``mean``/``std``), optional framing for sequence models, then the backbone.
+    """Raw segments in, class logits out: per-channel standardisation, optional framing for sequence models,
+    then the backbone.
+
+    ``normalization``: ``dataset`` subtracts and divides by fitted buffers (``mean``/``std``: the training
+    windows' per-channel statistics, re-estimated on the target data by :func:`~.adapt.adapt_batchnorm`);
+    ``segment`` standardises every segment by its own per-channel mean and standard deviation, which removes
+    gain and load-dependent amplitude differences (the buffers are then unused but kept for one weight layout).
 
     ``frame`` > 1 folds each run of ``frame`` samples into channels ((C, L) -> (C*frame, L/frame)),
     which lets recurrent and attention models see a short sequence instead of thousands of steps.
     """
 
-    def __init__(self, backbone: nn.Module, in_channels: int, frame: int = 1):
+    def __init__(self, backbone: nn.Module, in_channels: int, frame: int = 1, normalization: str = "dataset"):
         super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ConfigError(f"unknown normalization {normalization!r}; choose one of: {', '.join(NORMALIZATIONS)}")
         self.backbone = backbone
         self.frame = frame
+        self.normalization = normalization
         self.register_buffer("mean", torch.zeros(1, in_channels, 1))
         self.register_buffer("std", torch.ones(1, in_channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x - self.mean) / self.std
+        if self.normalization == "segment":
+            z = (x - x.mean(dim=2, keepdim=True)) / (x.std(dim=2, keepdim=True) + 1e-8)
+        else:
+            z = (x - self.mean) / self.std
         if self.frame > 1:
             b, c, length = z.shape
             z = z.reshape(b, c, length // self.frame, self.frame).permute(0, 1, 3, 2).reshape(b, c * self.frame, -1)
@@ -69,14 +83,14 @@ class SignalClassifier(nn.Module):
 
 
 def build_vibration_model(name: str, in_channels: int, n_classes: int, segment_length: int, frame: int = 1,
-                          **options) -> SignalClassifier:
+                          normalization: str = "dataset", **options) -> SignalClassifier:
     """A :class:`SignalClassifier` around ``wdcnn`` or a shared sequence model (lstm, gru, cnn1d, transformer)."""
     if name == "wdcnn":
         try:
             backbone: nn.Module = WDCNN(in_channels, n_classes, **options)
         except TypeError as exc:
             raise ConfigError(f"invalid option for model 'wdcnn': {exc}") from exc
-        return SignalClassifier(backbone, in_channels, frame=1)
+        return SignalClassifier(backbone, in_channels, frame=1, normalization=normalization)
     if name not in SEQUENCE_MODELS:
         raise ConfigError(f"unknown vibration model {name!r}; choose one of: {', '.join(VIBRATION_MODELS)}")
     if segment_length % frame:
@@ -84,4 +98,4 @@ def build_vibration_model(name: str, in_channels: int, n_classes: int, segment_l
     if name == "cnn1d":
         options = {"pooling": "avg", "activation": "relu", **options}
     backbone = build_sequence_model(name, in_channels * frame, n_classes, seq_len=segment_length // frame, **options)
-    return SignalClassifier(backbone, in_channels, frame=frame)
+    return SignalClassifier(backbone, in_channels, frame=frame, normalization=normalization)

@@ -42,7 +42,8 @@ from ..vibration import (
     validate_recordings,
 )
 from .augment import SignalAugment, add_noise_at_snr
-from .models import VIBRATION_MODELS, build_vibration_model
+from .adapt import ADAPTATION_METHODS, MIN_SEGMENTS, adapt_batchnorm
+from .models import NORMALIZATIONS, VIBRATION_MODELS, build_vibration_model
 
 
 class FaultTrainingConfig(TrainingConfig):
@@ -60,6 +61,10 @@ class FaultDiagnosisConfig(StrictModel):
     model: Literal[VIBRATION_MODELS] = "wdcnn"  # type: ignore[valid-type]
     model_options: dict[str, Any] = Field(default_factory=dict, description="extra keyword options of the model")
     frame: int = Field(32, ge=1, description="samples folded into one step for lstm/gru/transformer/cnn1d")
+    normalization: Literal[NORMALIZATIONS] = Field(  # type: ignore[valid-type]
+        "segment", description="segment: standardise every segment by its own mean and standard deviation (gain "
+        "and load-dependent amplitude drop out); dataset: by the training windows' statistics (re-estimated on a "
+        "new condition by `adapt`)")
     sampling_rate: float | None = Field(None, gt=0, description="Hz; required for .csv/.npy, checked for .wav/.mat")
     channels: list[str] = Field(default_factory=lambda: ["DE"], description="CWRU channels (DE, FE, BA)")
     segment_length: int = Field(2048, ge=64, description="samples per segment")
@@ -108,6 +113,7 @@ class FaultDiagnosis(Task):
     input_suffixes = (".npy", ".wav", ".csv", ".mat")
     Config = FaultDiagnosisConfig
     EvaluateOptions = FaultDiagnosisEvaluateOptions
+    predates = {"normalization": "dataset"}
 
     @property
     def classes(self) -> list[str]:
@@ -124,7 +130,7 @@ class FaultDiagnosis(Task):
     def build_model(self) -> nn.Module:
         cfg = self.config
         return build_vibration_model(cfg.model, self.state["n_channels"], len(self.classes), cfg.segment_length,
-                                     frame=cfg.frame, **cfg.model_options)
+                                     frame=cfg.frame, normalization=cfg.normalization, **cfg.model_options)
 
     def export_module(self) -> nn.Module:
         return SoftmaxOutput(self.require_model())
@@ -157,6 +163,12 @@ class FaultDiagnosis(Task):
         return segment_region(recordings, region, self.config.segment_length, stride, self.config.test_fraction,
                               self.training.val_fraction, self.classes)
 
+    def augmentation(self) -> SignalAugment | None:
+        """The training batches' noise and scaling augmentation (``None`` with ``augment=False``)."""
+        cfg = self.config
+        return SignalAugment((cfg.snr_db_min, cfg.snr_db_max), cfg.noise_probability,
+                             (cfg.scale_min, cfg.scale_max)) if cfg.augment else None
+
     # ----------------------------------------------------------------- verbs
     def fit(self, data: str | Path | Sequence[Recording], out_dir: str | Path | None = None) -> "FaultDiagnosis":
         cfg, train_cfg = self.config, self.training
@@ -186,8 +198,7 @@ class FaultDiagnosis(Task):
             raise DataError(f"classes {missing} have no training segments")
         statistics, names = segment_statistics(x_train, self.channel_names)  # clean training segments
         self.state["input_ranges"] = InputRanges.fit(statistics, names).to_state()
-        augment = SignalAugment((cfg.snr_db_min, cfg.snr_db_max), cfg.noise_probability,
-                                (cfg.scale_min, cfg.scale_max)) if cfg.augment else None
+        augment = self.augmentation()
         if augment is not None:  # validate on clean and noisy copies so early stopping rewards robustness
             generator = torch.Generator().manual_seed(train_cfg.seed)
             snr = torch.empty(len(x_val)).uniform_(cfg.snr_db_min, cfg.snr_db_max, generator=generator)
@@ -281,6 +292,11 @@ class FaultDiagnosis(Task):
         probs = self._probabilities(x)
         metrics = classification_metrics(y, probs.argmax(1), probs, self.classes)
         metrics["segments"] = opts.segments
+        adaptation = self.state.get("adaptation")
+        metrics["adaptation"] = adaptation["method"] if adaptation else None
+        if adaptation:  # transductive when the scored recordings are the (unlabelled) adaptation data
+            used = set(adaptation["recordings"])
+            metrics["n_recordings_adapted_on"] = sum(1 for r in recordings if _recording_hash(r) in used)
         metrics["n_out_of_range"] = sum(1 for f in flagged if f) if "input_ranges" in self.state else None
         noisy_predictions = {}
         for k, snr in enumerate(opts.snr_db):
@@ -292,6 +308,60 @@ class FaultDiagnosis(Task):
         if report_dir is not None:
             metrics["report"] = str(self._write_report(Path(report_dir), x, y, probs, noisy_predictions, metrics))
         return to_jsonable(metrics)
+
+    def adapt(self, data: str | Path | Sequence[str | Path | np.ndarray | Recording], out_dir: str | Path | None = None,
+              method: str = "adabn", skip_bad: bool = False) -> "FaultDiagnosis":
+        """Adapt the fitted model, without labels, to the operating condition of ``data`` (unlabelled recordings:
+        a folder, files or arrays, read like :meth:`predict` inputs; class names in file names are ignored).
+
+        ``adabn`` re-estimates the input standardisation and every BatchNorm statistic on the target segments,
+        passed through the training augmentation as the training batches were (:func:`~.adapt.adapt_batchnorm`);
+        the weights stay. The adaptation is recorded in ``state["adaptation"]``
+        (method, data fingerprint, recordings, segments), the training ranges are widened to cover the target
+        amplitudes, and the graph is re-exported, so ``evaluate``/``predict``/``save`` use the adapted model. With
+        ``out_dir`` it is saved there."""
+        model = self.require_model()
+        if method not in ADAPTATION_METHODS:
+            raise DataError(f"unknown adaptation method {method!r}; choose one of: {', '.join(ADAPTATION_METHODS)}")
+        if isinstance(data, (str, Path, np.ndarray, Recording)):
+            data = [data]
+        items = list(enumerate(self._expand_folders(list(data))))
+        length, stride = self.config.segment_length, self.config.eval_stride
+
+        def read(pair: tuple[int, Any]) -> Recording:
+            rec = self._read_one(pair[1], pair[0])
+            if rec.n_samples < length:
+                raise DataError(f"{rec.source} has {rec.n_samples} samples, shorter than one segment of {length}")
+            return rec
+
+        kept, _ = read_inputs(items, read, skip_bad, name=lambda pair: _input_name(*pair))
+        recordings = [rec for _, rec in kept]
+        segments = np.concatenate([segment(r.signal, length, stride) for r in recordings]) if recordings else \
+            np.zeros((0, self.state["n_channels"], length), np.float32)
+        if len(segments) < MIN_SEGMENTS:
+            raise DataError(f"adaptation got {len(segments)} segment(s) of {length} samples (every {stride}); it needs "
+                            f"at least {MIN_SEGMENTS} to estimate normalisation statistics. Give longer or more "
+                            "recordings of the new operating condition")
+        summary = adapt_batchnorm(model, segments, seed=self.training.seed, transform=self.augmentation())
+        statistics, names = segment_statistics(segments, self.channel_names)
+        ranges = InputRanges.from_state(self.state.get("input_ranges"))
+        if ranges is not None:
+            target = InputRanges.fit(statistics, names)
+            self.state["input_ranges"] = InputRanges(names, np.minimum(ranges.low, target.low).tolist(),
+                                                     np.maximum(ranges.high, target.high).tolist(),
+                                                     ranges.tolerance).to_state()
+        record = {"method": method, "labels_used": False, "n_recordings": len(recordings), **summary,
+                  "segment_stride": stride, "data_fingerprint": fingerprint_arrays(*[r.signal for r in recordings]),
+                  "recordings": [_recording_hash(r) for r in recordings],
+                  "sources": [Path(r.source).name for r in recordings][:50]}
+        self.state["adaptation"] = record
+        self.state.setdefault("adaptation_history", []).append({k: record[k] for k in
+                                                                 ("method", "n_recordings", "n_segments",
+                                                                  "data_fingerprint")})
+        self.export()
+        if out_dir is not None:
+            self.save(out_dir)
+        return self
 
     def _write_report(self, out: Path, x: np.ndarray, y: np.ndarray, probs: np.ndarray,
                       noisy: dict[float, np.ndarray], metrics: dict[str, Any]) -> Path:
