@@ -200,6 +200,34 @@ def evaluate(
 
 
 @app.command()
+def adapt(
+    model_dir: Path = typer.Argument(..., help="model directory written by `shopfloor train`"),
+    data: List[Path] = typer.Option(..., "--data", help="unlabelled recordings of the new operating condition "
+                                    "(folders or files; labels are never read)"),
+    out: Path = typer.Option(..., "--out", help="model directory to write (the source model is kept)"),
+    method: str = typer.Option("adabn", help="adaptation method (adabn)"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip unreadable inputs instead of refusing"),
+    key_file: Optional[Path] = KEY_FILE,
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+) -> None:
+    """Adapt a model to a new operating condition from unlabelled data (no retraining, no labels) and write the
+    adapted model to --out; evaluate it like any model."""
+    setup_console(verbose, quiet)
+    with user_errors():
+        if Path(out).resolve() == Path(model_dir).resolve():
+            fail("--out must differ from MODEL_DIR: the model of the training condition is kept")
+        check_output_dir(out, "--out")
+        task = _load(model_dir, "auto", False, quiet, key_file)
+        if not callable(getattr(task, "adapt", None)):
+            fail(f"{task.name} models cannot be adapted without labels; `shopfloor adapt` is for fault-diagnosis")
+        task.adapt([str(p) for p in data], out_dir=out, method=method, skip_bad=skip_bad)
+        record = task.state["adaptation"]
+    say(f"adapted ({record['method']}) on {record['n_recordings']} recording(s), {record['n_segments']} segments; "
+        f"model written to {out}", style="green")
+
+
+@app.command()
 def predict(
     model_dir: Path = typer.Argument(..., help="model directory"),
     inputs: List[Path] = typer.Argument(..., help="input files or folders"),
