@@ -543,6 +543,32 @@ def test_stream_from_the_command_line(model, mill, tmp_path):
         assert records.count() == 3
         assert mill.read("Risk") == pytest.approx(max(records.query(), key=lambda r: r["id"])["score"])
 
-    neither = subprocess.run([shopfloor, "stream", str(Path(task._artifact.path))], capture_output=True, text=True,
-                             timeout=60)
-    assert neither.returncode == 2 and "give exactly one input: --mqtt" in neither.stderr
+
+
+@pytest.fixture
+def console_state():
+    """The CLI routes the shopfloor logger and warnings to its console: put them back for the tests that follow."""
+    import warnings
+
+    logger = logging.getLogger("shopfloor")
+    saved = (list(logger.handlers), logger.propagate, logger.level, warnings.showwarning)
+    yield
+    logger.handlers[:], logger.propagate, logger.level, warnings.showwarning = saved
+
+
+def test_stream_inputs_are_exclusive(model, console_state):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli import app
+
+    model_dir = str(Path(model[0]._artifact.path))
+    cases = [([], "give exactly one input: --mqtt"), (["--mqtt", "mqtt://x", "--opcua", "opc.tcp://x:4840"],
+                                                      "give exactly one input"),
+             (["--mqtt", "mqtt://127.0.0.1:1", "--nodes", "ns=2;s=A", "--set", "Type=L"],
+              "--nodes, --set are for --opcua streams"),
+             (["--opcua", "opc.tcp://127.0.0.1:1", "--nodes", "ns=2;s=A", "--max-messages", "3"],
+              "--max-messages is for --mqtt streams"),
+             (["--opcua", "opc.tcp://127.0.0.1:1", "--nodes", "ns=2;x=A"], "is not an OPC UA node id")]
+    for args, message in cases:
+        result = CliRunner().invoke(app, ["stream", model_dir, *args])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), (args, result.output)

@@ -433,6 +433,12 @@ def stream(
     if (mqtt is None) == (opcua is None):
         fail("give exactly one input: --mqtt mqtt://HOST:PORT (messages) or --opcua opc.tcp://HOST:PORT (node "
              "values, with --nodes)")
+    other = {"--group": group, "--max-messages": max_messages} if opcua else {
+        "--nodes": nodes, "--set": set_, "--write": write, "--publish-mqtt": publish_mqtt, "--max-samples": max_samples}
+    misplaced = [name for name, value in other.items() if value]
+    if misplaced:
+        fail(f"{', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} for "
+             f"{'--mqtt' if opcua else '--opcua'} streams; leave {'it' if len(misplaced) == 1 else 'them'} out")
     if opcua is not None:
         _stream_opcua(model_dir, opcua, nodes, every, set_, write, publish_mqtt, publish, client_id, db,
                       max_samples, device, strict, key_file)
