@@ -108,16 +108,16 @@ def test_evaluate_needs_truth_and_predict_needs_columns(fitted, tmp_path):
         task.predict([tmp_path / "r.csv"])
 
 
-def test_short_test_units_error_then_pad(fitted, tmp_path):
+def test_short_test_units_are_padded_by_default_and_refused_on_request(fitted):
     task, paths, _ = fitted
     recent = pd.read_csv(paths["recent"])
     recent = recent[~((recent["unit"] == 1001) & (recent["time"] > 5))]
     with pytest.raises(DataError, match=r"1001 \(5 rows\).*--short-units pad"):
-        task.predict([recent])
-    padded = RemainingUsefulLife(task.config.model_dump() | {"short_units": "pad"})
-    padded.state, padded.torch_model = task.state, task.torch_model
-    rows = padded.predict([recent])
+        task.predict([recent], short_units="error")
+    with pytest.warns(UserWarning, match="less certainty"):
+        rows = task.predict([recent])
     assert [r["padded"] for r in rows] == [False, True, False, False, False, False]
+    assert [bool(r["caveats"]) for r in rows] == [False, True, False, False, False, False]
 
 
 def test_bad_config_is_config_error():
@@ -143,13 +143,14 @@ def test_baseline_channels_ignore_a_unit_wide_offset():
     torch.testing.assert_close(a[:, 3:], (x[:, 4:] - x[:, :4].mean(dim=1, keepdim=True)).transpose(1, 2))
 
 
-def test_predict_refuses_units_without_their_early_history(fitted):
-    """The baseline reference is each unit's first readings: a table of recent rows only is refused."""
+def test_units_without_their_early_history_are_estimated_or_refused_on_request(fitted):
+    """The baseline reference is each unit's first readings: a table of recent rows only is estimated with the
+    fleet's reference by default, refused with late_start="error"."""
     task, paths, _ = fitted
     recent = pd.read_csv(paths["recent"])
     late = recent[recent["time"] > 40]
     with pytest.raises(DataError, match="start late.*history from its start"):
-        task.predict([late])
+        task.predict([late], late_start="error")
 
 
 def test_rotating_validation_calibrates_on_units_a_member_never_trained_on_and_shared_on_one_block(tmp_path, monkeypatch):

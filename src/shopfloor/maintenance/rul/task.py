@@ -48,6 +48,16 @@ from ..windows import (
     piecewise_rul,
     split_units,
 )
+from .incomplete import (
+    UNCALIBRATED_BASELINE_FACTOR,
+    UNSEEN_CONDITION_FACTOR,
+    baseline_factor,
+    condition_distance,
+    fleet_reference,
+    missing_readings,
+    substitute_reference,
+    widen_interval,
+)
 from .metrics import interval_coverage, rul_metrics
 
 OUTPUTS = ["rul", "lower", "upper", "spread"]
@@ -74,7 +84,8 @@ class RULConfig(StrictModel):
     operating_conditions: int | Literal["auto"] = Field(
         "auto", description="operating conditions to cluster the settings into ('auto' finds them; 1 = none)")
     short_units: Literal["error", "pad", "skip"] = Field(
-        "error", description="units shorter than the window: error, pad (repeat the first reading) or skip")
+        "pad", description="training units shorter than the window: pad (repeat the first reading), skip or error "
+        "(at evaluate/predict time the option of the same name decides, default pad)")
     baseline_cycles: int = Field(
         20, ge=0, description="compare each window with the mean of the unit's first N readings (its own healthy "
         "reference; removes unit-to-unit offsets); needs each unit's history from its start at predict time; 0 = off")
@@ -118,7 +129,18 @@ def _inputs_note(settings: list[str], sensors: list[str], dropped: list[str]) ->
             + ". Leave columns out with --id-columns or choose them with --sensor-columns")
 
 
-class EvaluateOptions(StrictModel):
+class PredictionOptions(StrictModel):
+    """How evaluate and predict treat incomplete histories (prediction time only: no retraining needed)."""
+
+    short_units: Literal["pad", "skip", "error"] = Field(
+        "pad", description="units shorter than the window: pad (repeat the first reading; the interval widens and "
+        "the result says so), skip, or error")
+    late_start: Literal["estimate", "error"] = Field(
+        "estimate", description="units whose history starts mid-life (later than any training unit's): estimate "
+        "their healthy reference from the fleet (wider interval, noted), or error")
+
+
+class EvaluateOptions(PredictionOptions):
     """Options of ``shopfloor evaluate`` for RUL models."""
 
     trajectories: bool = Field(True, description="with --report, plot per-unit RUL trajectories over all windows")
@@ -334,27 +356,45 @@ class RemainingUsefulLife(Task):
                             short_units=short_units or self.config.short_units,
                             baseline_rows=self.config.baseline_cycles)
 
-    def check_history_starts(self, histories: SensorHistories) -> None:
-        """With ``baseline_cycles``, every unit must come with its history from the start (its first readings
-        are the reference its windows are compared with): a unit starting later than any training unit
-        did by more than ``baseline_cycles`` steps is an error, not a silently wrong reference."""
+    def late_units(self, histories: SensorHistories, late_start: str = "estimate") -> list[Any]:
+        """With ``baseline_cycles``, each unit's first readings are the reference its windows are compared with:
+        the units starting later than any training unit did by more than ``baseline_cycles`` steps (mid-life)
+        have none. Returns them (``late_start="estimate"``: their reference is estimated from the fleet, see
+        :mod:`.incomplete`) or, with ``"error"``, refuses them."""
         if not self.config.baseline_cycles or "latest_start_time" not in self.state:
-            return
+            return []
         starts = history_starts(histories)
         limit = self.state["latest_start_time"] + self.config.baseline_cycles
         late = starts[starts > limit]
-        if len(late):
+        if len(late) and late_start == "error":
             listed = ", ".join(f"{plain(u)!r} (from time {t:g})" for u, t in late.head(5).items())
             raise DataError(f"{histories.source}: {len(late)} unit(s) start late: {listed}. The model compares recent "
                             f"readings with each unit's first {self.config.baseline_cycles} readings, so give every "
                             f"unit's history from its start (training units started by time "
-                            f"{self.state['latest_start_time']:g}), or train with --baseline-cycles 0")
+                            f"{self.state['latest_start_time']:g}), or let the model estimate it (--late-start "
+                            "estimate)")
+        return list(late.index)
 
-    def unit_estimates(self, histories: SensorHistories) -> tuple[Windows, dict[str, np.ndarray]]:
+    def prediction_windows(self, histories: SensorHistories, last_n: int | None = None, short_units: str = "pad",
+                           late: Sequence[Any] = ()) -> Windows:
+        """Windows as evaluate and predict score them: short units handled by ``short_units``, and the ``late``
+        units' reference rows replaced by the fleet's (when the model stores one)."""
+        windows = self._windows(histories, last_n=last_n, short_units=short_units)
+        reference = self.state.get("fleet_reference")
+        mask = np.isin(windows.unit, np.asarray(list(late), dtype=windows.unit.dtype)) if len(late) else None
+        if mask is not None and mask.any() and reference is not None:
+            network = self.require_model()
+            windows.x[mask] = substitute_reference(windows.x[mask], self.config.baseline_cycles,
+                                                   network.features.normalizer, np.asarray(reference))
+        return windows
+
+    def unit_estimates(self, histories: SensorHistories, short_units: str = "pad",
+                       late_start: str = "estimate") -> tuple[Windows, dict[str, np.ndarray]]:
         """Each unit's estimate at its last row: the last window (its RUL truth, unit, time) and the combined
-        ONNX outputs (``rul``, ``lower``, ``upper``, ``spread``), plus ``rul_single_window`` (last window alone)."""
-        self.check_history_starts(histories)
-        windows = self._windows(histories, last_n=self.config.recent_windows)
+        ONNX outputs (``rul``, ``lower``, ``upper``, ``spread``), plus ``rul_single_window`` (last window alone)
+        and ``caveats`` (per unit, why its interval was widened; see :mod:`.incomplete`)."""
+        late = self.late_units(histories, late_start)
+        windows = self.prediction_windows(histories, self.config.recent_windows, short_units, late)
         outputs = self.run_windows(windows.x)
         combined = combine_recent(windows.unit, windows.end_time, outputs, self.config.recent_windows)
         last = last_per_unit(windows.unit)
@@ -362,6 +402,7 @@ class RemainingUsefulLife(Task):
                         windows.padded[last])
         result = {k: v[last] for k, v in combined.items()}
         result["rul_single_window"] = outputs["rul"][last]
+        self._widen_for_caveats(histories, final, result, late)
         columns = self._range_columns
         if columns:  # each unit's lowest and highest raw reading over the rows its estimate read
             index = [self.features.index(c) for c in columns]
@@ -370,6 +411,46 @@ class RemainingUsefulLife(Task):
                 per_window = getattr(windows.x[:, :, index], reduce)(axis=1)
                 result[key] = pd.DataFrame(per_window).groupby(groups, sort=False).agg(reduce).to_numpy()
         return final, result
+
+    def _widen_for_caveats(self, histories: SensorHistories, final: Windows, result: dict[str, Any],
+                           late: Sequence[Any]) -> None:
+        """Widen the intervals of units with missing readings, an estimated baseline or an unseen operating
+        condition, and list why in ``result["caveats"]`` (see :mod:`.incomplete`)."""
+        cfg, state = self.config, self.state
+        caveats: list[list[str]] = [[] for _ in final.unit]
+        factor = np.ones(len(final))
+        missing = missing_readings(histories, final.unit, cfg.window)
+        for i in np.flatnonzero(missing > 1):
+            factor[i] *= np.sqrt(missing[i])
+            caveats[i].append(f"missing readings: the last window holds {1 / missing[i]:.0%} of the consecutive "
+                              f"cycles it should (short history or gaps); interval x{np.sqrt(missing[i]):.2f}")
+        late_set = set(late)
+        if late_set:
+            calibrated = state.get("interval", {}).get("estimated_baseline_factor")
+            widen = calibrated if calibrated and state.get("fleet_reference") is not None \
+                else UNCALIBRATED_BASELINE_FACTOR
+            how = ("the fleet's early-life average" if state.get("fleet_reference") is not None
+                   else "its first readings given (this model stores no fleet reference; retrain to estimate one)")
+            for i in (i for i, u in enumerate(final.unit) if u in late_set):
+                factor[i] *= widen
+                caveats[i].append(f"history starts mid-life: its healthy reference is {how}; interval x{widen:.2f}")
+        unseen = np.zeros(len(final), dtype=bool)
+        radius = state.get("condition_radius")
+        if radius is not None and state["settings"]:
+            rows = final.x[:, cfg.baseline_cycles:, :len(state["settings"])]
+            distance = condition_distance(rows.reshape(-1, rows.shape[2]), self.require_model().features.normalizer)
+            unseen = (distance.reshape(rows.shape[:2]) > UNSEEN_CONDITION_FACTOR * max(radius, 1e-9)).any(axis=1)
+            for i in np.flatnonzero(unseen):
+                caveats[i].append("operating settings unlike any training condition: the normalisation may not hold; "
+                                  f"interval opened to [0, max(upper, {cfg.rul_cap:g})]")
+        widen_interval(result, factor, unseen, cfg.rul_cap)
+        result["caveats"] = caveats
+        flagged = [(u, c) for u, c in zip(final.unit, caveats) if c]
+        if flagged:
+            shown = "; ".join(f"unit {plain(u)!r}: {' / '.join(c)}" for u, c in flagged[:5])
+            warnings.warn(f"{histories.source}: {len(flagged)} of {len(final)} unit(s) are estimated with less "
+                          f"certainty (wider interval): {shown}{' ...' if len(flagged) > 5 else ''}", UserWarning,
+                          stacklevel=3)
 
     @property
     def _range_columns(self) -> list[str]:
@@ -439,6 +520,13 @@ class RemainingUsefulLife(Task):
                       else "unused"},
         }
         log.info("%s", self.state["notes"][-1])
+        normalizer = normalizer_fit.module
+        settings = normalizer_fit.settings
+        self.state["condition_radius"] = float(condition_distance(
+            histories.frame[settings].to_numpy(dtype=np.float64), normalizer).max()) if settings else 0.0
+        if cfg.baseline_cycles:
+            self.state["fleet_reference"] = fleet_reference(histories, normalizer_fit.features, normalizer,
+                                                            cfg.baseline_cycles).tolist()
         ranged = [c for c in normalizer_fit.features if c in raw_inputs]  # raw settings and sensors, not the age
         self.state["input_ranges"] = InputRanges.fit(histories.frame[ranged].to_numpy(dtype=np.float64),
                                                      ranged).to_state()
@@ -488,12 +576,14 @@ class RemainingUsefulLife(Task):
                                            cfg.interval_level)
         network.interval_scale.fill_(scale)
         network.interval_offset.fill_(offset)
+        estimated_factor = self._calibrate_estimated_baseline(network, held_out, members, rotating, calibration)
         self.state["interval"] = {
             "method": "deep ensemble + split-conformal scaling on held-out units "
                       + ("(each unit estimated by the one member that never trained on it)" if rotating
                          else "(the validation units, estimated by the whole ensemble)"),
             "calibration_windows": "below the RUL cap" if degrading.sum() >= 50 else "all",
-            "level": cfg.interval_level, "scale": scale, "offset": offset}
+            "level": cfg.interval_level, "scale": scale, "offset": offset,
+            "estimated_baseline_factor": estimated_factor}
         self.state["n_calibration_units"] = len(set(np.concatenate([w.unit for w, _, _ in held_out]).tolist()))
         self.torch_model = network
         self.metrics = {
@@ -511,6 +601,24 @@ class RemainingUsefulLife(Task):
             self.save(out_dir)
         return self
 
+    def _calibrate_estimated_baseline(self, network: RULEnsemble, held_out: list, members: list[nn.Module],
+                                      rotating: bool, calibration: np.ndarray) -> float | None:
+        """How much wider the interval of a unit with an estimated (fleet) reference must be: the held-out units
+        estimated again with their reference rows replaced by the fleet's, by the same member(s) as before."""
+        reference = self.state.get("fleet_reference")
+        if reference is None:
+            return None
+        k, cap = self.config.baseline_cycles, self.config.rul_cap
+        own, swapped = [], []
+        for i, (windows, _, estimates) in enumerate(held_out):
+            model = WindowRegressor(network.features, members[i], cap).eval() if rotating else network
+            x = substitute_reference(windows.x, k, network.features.normalizer, np.asarray(reference))
+            swapped.append(self._estimates(model, dataclasses.replace(windows, x=x))["rul"])
+            own.append(estimates["rul"])
+        y = np.concatenate([y for _, y, _ in held_out])
+        return baseline_factor(y[calibration], np.concatenate(own)[calibration], np.concatenate(swapped)[calibration],
+                               self.config.interval_level)
+
     # ----------------------------------------------------------------- inference (always ONNX Runtime)
     def run_windows(self, windows: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
         """RUL, interval and spread for raw windows (n, window, features), through ONNX Runtime."""
@@ -523,7 +631,7 @@ class RemainingUsefulLife(Task):
             raise DataError(f"{histories.source} has no true RUL: give a C-MAPSS folder with RUL_<subset>.txt or a "
                             "table "
                             f"with a {self.config.data.rul_column!r} column (at least at each unit's last row)")
-        last, out = self.unit_estimates(histories)
+        last, out = self.unit_estimates(histories, opts.short_units, opts.late_start)
         flagged = self._flag_units([f"{histories.source} unit {plain(u)!r}" for u in last.unit], [out])
         cap = self.config.rul_cap
         capped = piecewise_rul(last.rul, cap)
@@ -542,6 +650,8 @@ class RemainingUsefulLife(Task):
             "interval_level": self.config.interval_level,
             "n_units": int(len(last)),
             "n_padded_units": int(last.padded.sum()),
+            "n_units_with_caveats": sum(1 for c in out["caveats"] if c),
+            "caveats": {str(plain(u)): c for u, c in zip(last.unit, out["caveats"]) if c},
             "n_out_of_range": sum(1 for f in flagged if f) if self._range_columns else None,
             "rul_cap": cap,
             "protocol": "each unit at its last cycle; truth capped at rul_cap (*_raw: as given)",
@@ -550,16 +660,19 @@ class RemainingUsefulLife(Task):
             units = pd.DataFrame({"unit": last.unit, "true_rul": last.rul, "true_rul_capped": capped,
                                   "predicted": out["rul"], "lower": out["lower"], "upper": out["upper"],
                                   "spread": out["spread"]})
-            result["report"] = str(self._write_report(histories, units, result, report_dir, opts.trajectories))
+            result["report"] = str(self._write_report(histories, units, result, report_dir, opts))
         return to_jsonable(result)
 
     def predict(self, inputs: Sequence[Any], out_dir: str | Path | None = None,
-                explain: bool = False, skip_bad: bool = False) -> list[dict[str, Any]]:
+                explain: bool = False, skip_bad: bool = False, **options: Any) -> list[dict[str, Any]]:
         """RUL and interval for the most recent window of every unit in each input (CSV/Parquet/C-MAPSS
         file or DataFrame of recent cycles; one path or frame is one input). With ``explain``, the sensors that
         drove each prediction. An input that cannot be read or used refuses the batch (all problems listed);
         with ``skip_bad`` it is skipped and reported as a row ``{"input", "skipped": True, "error"}``. Units whose
-        readings lie far outside the training ranges are flagged (``out_of_range``), refused when ``strict``."""
+        readings lie far outside the training ranges are flagged (``out_of_range``), refused when ``strict``.
+        ``options``: :class:`PredictionOptions` (short units padded and mid-life starts estimated by default, each
+        with a wider interval and a ``caveats`` entry)."""
+        opts = PredictionOptions(**options)
         results: list[dict[str, Any]] = []
         if isinstance(inputs, (str, Path, pd.DataFrame, SensorHistories)):
             inputs = [inputs]
@@ -567,7 +680,7 @@ class RemainingUsefulLife(Task):
 
         def read(pair: tuple[int, Any]) -> tuple[SensorHistories, Windows, dict[str, np.ndarray]]:
             histories = self._read(pair[1], "test")
-            return (histories, *self.unit_estimates(histories))
+            return (histories, *self.unit_estimates(histories, opts.short_units, opts.late_start))
 
         kept, skipped = read_inputs(items, read, skip_bad, name=lambda pair: _input_name(*pair))
         records = [f"{h.source} unit {plain(u)!r}" for _, (h, last, _) in kept for u in last.unit]
@@ -581,7 +694,7 @@ class RemainingUsefulLife(Task):
                 row = {"input": histories.source, "unit": last.unit[i], "last_time": last.end_time[i],
                        "rul": out["rul"][i], "lower": out["lower"][i], "upper": out["upper"][i],
                        "spread": out["spread"][i], "interval_level": self.config.interval_level,
-                       "padded": bool(last.padded[i])}
+                       "padded": bool(last.padded[i]), "caveats": out["caveats"][i]}
                 columns = next(flagged)
                 if mark:
                     self.mark_out_of_range([row], [columns])
@@ -596,18 +709,20 @@ class RemainingUsefulLife(Task):
         if out_dir is not None:
             out = Path(out_dir)
             out.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame([{k: v for k, v in r.items() if k != "top_sensors"} for r in results]).to_csv(
+            pd.DataFrame([{k: ("; ".join(v) if k == "caveats" else v) for k, v in r.items() if k != "top_sensors"}
+                          for r in results]).to_csv(
                 out / "rul_predictions.csv", index=False)
         return results
 
     def _write_report(self, histories: SensorHistories, units: pd.DataFrame, result: dict[str, Any],
-                      report_dir: str | Path, trajectories: bool) -> Path:
+                      report_dir: str | Path, opts: EvaluateOptions) -> Path:
         """Compute what the report shows (trajectories, attributions) and write it."""
         from .report import MAX_ATTRIBUTION_UNITS, RULReportData, shown_units, write_rul_report
 
         cfg, state = self.config, self.state
         shown = shown_units(units, cfg.explain_units)
-        last = self._windows(histories, last_n=1)
+        late = self.late_units(histories, opts.late_start)
+        last = self.prediction_windows(histories, 1, opts.short_units, late)
         keep = np.arange(len(last))
         if len(keep) > MAX_ATTRIBUTION_UNITS:
             keep = np.random.default_rng(0).choice(keep, MAX_ATTRIBUTION_UNITS, replace=False)
@@ -619,14 +734,16 @@ class RemainingUsefulLife(Task):
         data = RULReportData(source=histories.source, summary=summary, units=units, result=result, cap=cfg.rul_cap,
                              interval_level=cfg.interval_level, shown=shown, features=self.features,
                              attribution_units=last.unit[keep], attributions=attributions,
-                             curves=self._trajectories(histories, shown) if trajectories else [])
+                             curves=self._trajectories(histories, shown, opts.short_units, late)
+                             if opts.trajectories else [])
         return write_rul_report(data, report_dir)
 
-    def _trajectories(self, histories: SensorHistories, shown: list[Any]) -> list[dict[str, Any]]:
+    def _trajectories(self, histories: SensorHistories, shown: list[Any], short_units: str = "pad",
+                      late: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Predicted RUL, interval and truth at every cycle of each shown unit."""
         if not shown:
             return []
-        windows = self._windows(histories.select_units(shown))
+        windows = self.prediction_windows(histories.select_units(shown), None, short_units, late)
         out = combine_recent(windows.unit, windows.end_time, self.run_windows(windows.x), self.config.recent_windows)
         curves = []
         for unit in shown:
