@@ -7,17 +7,23 @@ eager, batch 1 and 32, 224 px, measured in the same run) in benchmarks/results/n
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from common import cpu_ms_per_item, matmul_gflops, require_dataset, throughput, write_result  # noqa: E402
+from common import (  # noqa: E402
+    cpu_ms_per_item,
+    fit_evaluate_classification,
+    matmul_gflops,
+    require_dataset,
+    throughput,
+    write_result,
+)
 
 from shopfloor.core.runtime import OnnxModel  # noqa: E402
 from shopfloor.core.split import stratified_split  # noqa: E402
-from shopfloor.inspection.classification.task import DefectClassification, LabelledImages  # noqa: E402
+from shopfloor.inspection.classification.task import LabelledImages  # noqa: E402
 from shopfloor.inspection.images import read_images, to_model_input  # noqa: E402
 
 
@@ -26,12 +32,8 @@ def main() -> None:
     data = LabelledImages.from_folder(root)
     train_idx, test_idx = stratified_split(data.labels, 0.2, seed=0)
     gflops_at_start = matmul_gflops()
-    task = DefectClassification(training={"seed": 0})
-    start, cpu_start = time.perf_counter(), time.process_time()
-    task.fit(data.subset(train_idx), out_dir=Path(__file__).parent / "work" / "neu_model")
-    train_seconds = time.perf_counter() - start
-    train_cpu_seconds = time.process_time() - cpu_start
-    metrics = task.evaluate(data.subset(test_idx), report_dir=Path(__file__).parent / "work" / "neu_report")
+    task, metrics, timing = fit_evaluate_classification(data.subset(train_idx), data.subset(test_idx), "neu")
+    train_seconds, train_cpu_seconds = timing["train_seconds"], timing["train_cpu_seconds"]
     errors = int(round((1 - metrics["accuracy"]) * metrics["n_test"]))
     print(f"NEU test accuracy {metrics['accuracy']:.4f} ({errors} errors / {metrics['n_test']}), "
           f"macro F1 {metrics['macro_f1']:.4f}, training {train_seconds:.0f} s")

@@ -30,6 +30,7 @@ class PatchFeatures(nn.Module):
                  blocks: tuple[int, ...] = DEFAULT_BLOCKS, pretrained: bool = True):
         super().__init__()
         net = efficientnet_lite(backbone, image_size=image_size, pretrained=pretrained)
+        self.image_size = tuple(image_size)
         self.normalize = PixelNormalize()
         self.features = EfficientNetLiteFeatures(net, list(blocks))
         self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
@@ -123,10 +124,15 @@ class PatchCore(nn.Module):
 
     def __init__(self, backbone: str = "efficientnet-lite0", image_size: tuple[int, int] = (256, 256),
                  blocks: tuple[int, ...] = DEFAULT_BLOCKS, bank_size: int = 1, sigma: float = 4.0,
-                 pretrained: bool = True):
+                 pretrained: bool = True, tiles: tuple[int, int] = (1, 1)):
         super().__init__()
-        self.extractor = PatchFeatures(backbone, image_size, blocks, pretrained)
-        self.head = AnomalyMapHead(image_size, self.extractor.grid, sigma)
+        self.tiles = (int(tiles[0]), int(tiles[1]))
+        if image_size[0] % self.tiles[0] or image_size[1] % self.tiles[1]:
+            raise ValueError(f"image size {tuple(image_size)} does not split into {self.tiles} equal tiles")
+        tile_size = (image_size[0] // self.tiles[0], image_size[1] // self.tiles[1])
+        self.extractor = PatchFeatures(backbone, tile_size, blocks, pretrained)
+        gh, gw = self.extractor.grid
+        self.head = AnomalyMapHead(image_size, (gh * self.tiles[0], gw * self.tiles[1]), sigma)
         c = self.extractor.channels
         positions = self.extractor.grid[0] * self.extractor.grid[1]
         self.query_split = [self.QUERY_CHUNK] * (positions // self.QUERY_CHUNK)
@@ -144,9 +150,35 @@ class PatchCore(nn.Module):
         self.memory_bank = bank
         self.bank_sq_norms = (bank * bank).sum(dim=1)
 
+    @property
+    def tiled(self) -> bool:
+        return self.tiles != (1, 1)
+
+    def tile(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` -> ``[B * rows * cols, 3, H / rows, W / cols]`` (row-major tiles; a no-op untiled).
+
+        >>> PatchCore(image_size=(128, 192), tiles=(2, 3), pretrained=False).tile(torch.zeros(2, 3, 128, 192)).shape
+        torch.Size([12, 3, 64, 64])
+        """
+        if not self.tiled:
+            return images
+        (ty, tx), (h, w) = self.tiles, images.shape[-2:]
+        th, tw = h // ty, w // tx
+        x = images.reshape(-1, 3, ty, th, tx, tw).permute(0, 2, 4, 1, 3, 5)
+        return x.reshape(-1, 3, th, tw)
+
+    def stitch(self, tile_scores: torch.Tensor) -> torch.Tensor:
+        """Per-tile patch scores ``[B * rows * cols, h, w]`` -> the image's grid ``[B, rows * h, cols * w]``."""
+        if not self.tiled:
+            return tile_scores
+        (ty, tx), (gh, gw) = self.tiles, tile_scores.shape[-2:]
+        x = tile_scores.reshape(-1, ty, tx, gh, gw).permute(0, 1, 3, 2, 4)
+        return x.reshape(-1, ty * gh, tx * gw)
+
     def patch_scores(self, images: torch.Tensor) -> torch.Tensor:
-        """Distance of every patch to its nearest bank entry: ``[B, h, w]``."""
-        return self.feature_scores(self.extractor(images))
+        """Distance of every patch to its nearest bank entry: ``[B, h, w]`` (tiles scored apart, then stitched
+        back, so the image score - the maximum of the map - is the maximum over the tiles)."""
+        return self.stitch(self.feature_scores(self.extractor(self.tile(images))))
 
     def feature_scores(self, feats: torch.Tensor) -> torch.Tensor:
         """Patch scores from already extracted features ``[B, C, h, w]``.

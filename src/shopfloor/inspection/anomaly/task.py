@@ -61,6 +61,7 @@ from ..images import (
 )
 from ..inputs import check_ranges, finish_predictions, fit_input_ranges, has_ranges, settle_bad_inputs
 from ..layouts import AnomalyData, AnomalySample, has_masks, read_anomaly_data, read_masks
+from .autoconfig import Candidate, PseudoValidation, bank_rule, holdout_plan, search
 from .coreset import greedy_coreset
 from .metrics import f1_optimal_threshold, false_alarm_threshold, image_metrics, pixel_metrics
 from .padim import Padim
@@ -80,7 +81,18 @@ class AnomalyDetectionConfig(StrictModel):
     model: Literal["patchcore", "padim"] = "patchcore"
     backbone: Literal[tuple(WEIGHT_PACKAGES)] = "efficientnet-lite0"  # type: ignore[valid-type]
     pretrained: bool = True
-    image_size: int | list[int] = Field(256, description="square size, or [height, width]; multiples of 32")
+    auto: bool = Field(True, description="choose frame (aspect kept), tiling, feature blocks, smoothing, bank size "
+                       "and held-out images from pseudo-anomalies on the good images (patchcore); false: the fixed "
+                       "values given here")
+    image_size: int | list[int] = Field(256, description="square size, or [height, width]; multiples of 32 (with "
+                                        "auto: the long side of the untiled frame)")
+    tiles: int | list[int] = Field(1, description="split the frame into [rows, cols] tiles scored apart (patchcore; "
+                                   "each tile a multiple of 32); auto chooses it")
+    min_defect_size: float = Field(0.02, gt=0, le=0.5, description="auto: smallest defect to find, as a share of "
+                                   "the image's shorter side (sizes the pseudo-anomalies)")
+    bank_flops_ratio: float = Field(1.0, gt=0, description="auto: nearest-neighbour FLOPs per image at most this "
+                                    "times the backbone's (caps the memory bank)")
+    bank_memory_mb: int = Field(256, ge=1, description="auto: cap on the memory bank's size in memory")
     keep_aspect: bool = Field(False, description="letterbox images instead of stretching them (elongated parts)")
     bit_depth: Literal["auto", 8, 10, 12, 14, 16] = Field(
         "auto", description="significant bits of 16-bit images: auto detects them from the training images")
@@ -108,7 +120,21 @@ class AnomalyDetectionConfig(StrictModel):
     def _smoothing_fits(self) -> "AnomalyDetectionConfig":
         if math.ceil(4 * self.smoothing_sigma) >= min(self.height_width):
             raise ValueError(f"smoothing_sigma {self.smoothing_sigma} is too large for images of {self.height_width}")
+        rows, cols = self.tile_grid
+        h, w = self.height_width
+        if rows < 1 or cols < 1 or h % rows or w % cols or (h // rows) % 32 or (w // cols) % 32:
+            raise ValueError(f"tiles {[rows, cols]} must split image_size {[h, w]} into tiles whose sides are "
+                             "multiples of 32 (e.g. image_size [512, 768] with tiles [2, 3])")
+        if (rows, cols) != (1, 1) and self.model != "patchcore":
+            raise ValueError("tiles are supported by model patchcore only; use tiles 1 with padim")
         return self
+
+    @property
+    def tile_grid(self) -> tuple[int, int]:
+        """``(rows, cols)`` of tiles."""
+        if isinstance(self.tiles, int):
+            return self.tiles, self.tiles
+        return (self.tiles[0], self.tiles[0]) if len(self.tiles) == 1 else (self.tiles[0], self.tiles[1])
 
     @property
     def height_width(self) -> tuple[int, int]:
@@ -132,6 +158,7 @@ class AnomalyDetection(Task):
     input_suffixes = IMAGE_EXTENSIONS
     Config = AnomalyDetectionConfig
     EvaluateOptions = AnomalyEvaluateOptions
+    predates = {"auto": False}
 
     # ----------------------------------------------------------------- model
     @property
@@ -148,7 +175,7 @@ class AnomalyDetection(Task):
         if cfg.model == "padim":
             return Padim(cfg.backbone, size, blocks, cfg.smoothing_sigma, pretrained=pretrained)
         return PatchCore(cfg.backbone, size, blocks, bank_size=self.state.get("bank_size", 1),
-                         sigma=cfg.smoothing_sigma, pretrained=pretrained)
+                         sigma=cfg.smoothing_sigma, pretrained=pretrained, tiles=cfg.tile_grid)
 
     def onnx_signature(self) -> OnnxSignature:
         spec = self.image_spec
@@ -185,7 +212,10 @@ class AnomalyDetection(Task):
             yield self._load_batch(source, sl, infos)
 
     def fit(self, data: str | Path | AnomalyData | np.ndarray, out_dir: str | Path | None = None) -> "AnomalyDetection":
-        cfg = self.config
+        # with auto, the config is rewritten with the choices: a second fit starts again from the one asked for
+        requested = getattr(self, "_requested_config", None) or self.config
+        self._requested_config = requested
+        self.config = cfg = requested
         seed_everything(cfg.training.seed)
         start = time.perf_counter()
         dataset, good = self._good_images(data)
@@ -193,7 +223,6 @@ class AnomalyDetection(Task):
         if n < 3:
             raise DataError(f"anomaly detection needs at least 3 good training images (found {n}): some are held "
                             "out to set the threshold")
-        h, w = cfg.height_width
         validation = dataset.validation if dataset else []
         if cfg.bit_depth != "auto":
             bit_depth = cfg.bit_depth
@@ -201,6 +230,19 @@ class AnomalyDetection(Task):
             bit_depth = detect_bit_depth([good])
         else:
             bit_depth = detect_bit_depth(list(good) + [s.path for s in validation])
+        rng = np.random.default_rng(cfg.training.seed)
+        order = rng.permutation(n)
+        auto = cfg.auto and cfg.model == "patchcore"
+        choice: dict[str, Any] | None = None
+        if auto:
+            choice = self._autoconfigure(good, order, bit_depth)
+            cfg = self.config
+            plan = holdout_plan(n, cfg.training.val_fraction)
+            n_held = plan["n_heldout"]
+        else:
+            plan = {"method": "held-out", "folds": 0}
+            n_held = min(max(1, int(round(cfg.training.val_fraction * n))), n - 2)
+        h, w = cfg.height_width
         self.state = {
             "model": cfg.model,
             "image_spec": ImageSpec(height=h, width=w, keep_aspect=cfg.keep_aspect, bit_depth=bit_depth).model_dump(),
@@ -208,9 +250,8 @@ class AnomalyDetection(Task):
             "outputs": {"score": "[N] normalised image score, >= 0.5 means anomalous",
                         "anomaly_map": "[N, H, W] normalised anomaly map, >= 0.5 means anomalous pixel"},
         }
-        rng = np.random.default_rng(cfg.training.seed)
-        order = rng.permutation(n)
-        n_held = min(max(1, int(round(cfg.training.val_fraction * n))), n - 2)
+        if choice is not None:
+            self.state["autoconfig"] = choice
         held_idx, bank_idx = np.sort(order[:n_held]), np.sort(order[n_held:])
         pick = (lambda idx: good[idx]) if isinstance(good, np.ndarray) else (lambda idx: [good[i] for i in idx])
         bank_source, held_source = pick(bank_idx), pick(held_idx)
@@ -220,10 +261,18 @@ class AnomalyDetection(Task):
         infos: list[FrameInfo] = []  # of every good training image: bank, then held out
         with torch.no_grad():
             if isinstance(model, PatchCore):
-                self._fit_patchcore(model, bank_source, extract, infos)
+                store, keep = self._fit_patchcore(model, bank_source, extract, infos)
+                held = None
+                if plan["method"] == "cross-fit":
+                    held = self._cross_fit_scores(model, bank_source, store, keep, extract, plan["folds"])
+                del store
             else:
                 self._fit_padim(model, bank_source, extract, infos)
-            self._calibrate(model, held_source, validation, extract, infos, n_good=n)
+                held = None
+            self._calibrate(model, held_source, validation, extract, infos, n_good=n, held=held)
+        self.state["calibration"]["good_images"] = (
+            f"cross-fitted: every good image in the bank; each scored by a bank built without its fold "
+            f"({plan['folds']} folds)" if plan["method"] == "cross-fit" else f"{len(held_idx)} held out of {n}")
         self.state["input_ranges"] = fit_input_ranges(infos)
         names = [f"in-memory training image {i}" for i in range(n)] if isinstance(good, np.ndarray) else \
             [str(p) for p in good]
@@ -238,7 +287,7 @@ class AnomalyDetection(Task):
             self.data_fingerprint = fingerprint_files(good, dataset.root if dataset else None)
         self.export()
         self.metrics = {
-            "n_train": int(len(bank_idx)), "n_heldout_good": int(len(held_idx)),
+            "n_train": int(len(bank_idx)), "n_heldout_good": int(len(held_idx)), "threshold_images": plan["method"],
             "n_validation_defective": int(sum(s.label for s in validation)),
             "threshold_rule": self.state["threshold_rule"],
             "heldout_good_flagged": self.state["calibration"]["heldout_good_flagged"],
@@ -248,20 +297,59 @@ class AnomalyDetection(Task):
             self.save(out_dir)
         return self
 
+    def _autoconfigure(self, good: list[Path] | np.ndarray, order: np.ndarray, bit_depth: int | None) -> dict[str, Any]:
+        """Choose frame, tiling, feature blocks and smoothing on pseudo-anomalies (:mod:`.autoconfig`); rewrites
+        ``self.config`` with the choices and returns what to record in ``state["autoconfig"]``."""
+        cfg = self.config
+        n = len(good)
+        n_val = max(2, min(16, n // 3))
+        n_fit = max(1, min(40, n - n_val))
+        decode = ImageSpec(height=32, width=32, bit_depth=bit_depth)
+
+        def original(i: int):
+            name = f"in-memory training image {i}" if isinstance(good, np.ndarray) else str(good[i])
+            return decode_rgb(good[i], decode, name)
+
+        val = [original(i) for i in order[:n_val]]
+        fit = [original(i) for i in order[n_val:n_val + n_fit]]
+        data = PseudoValidation(fit, val, cfg.training.seed, cfg.min_defect_size)
+
+        def build(candidate: Candidate) -> PatchCore:
+            return PatchCore(cfg.backbone, candidate.image_size, candidate.blocks, sigma=1.0,
+                             pretrained=cfg.pretrained, tiles=candidate.tiles).eval()
+
+        def rule(model: PatchCore, n_patches: int) -> tuple[int, dict]:
+            return bank_rule(model, n_patches, cfg.coreset_ratio, cfg.bank_flops_ratio, cfg.bank_memory_mb)
+
+        with torch.no_grad():
+            result = search(data, [img.size for img in fit + val], max(cfg.height_width), build,
+                            self._feature_extractor, rule, bit_depth, cfg.training.seed)
+        chosen = result.chosen
+        update = {"image_size": list(chosen.image_size), "tiles": list(chosen.tiles),
+                  "feature_blocks": list(chosen.blocks), "smoothing_sigma": result.smoothing_sigma}
+        self.config = self.Config.model_validate({**cfg.model_dump(), **update})
+        state = result.to_state()
+        log.info("auto-configuration chose %s, sigma %g (pseudo-anomaly image AUROC %.3f, pixel AUROC %.3f) in %.1f s",
+                 chosen.label(), result.smoothing_sigma, state["pseudo_image_auroc"], state["pseudo_pixel_auroc"],
+                 result.seconds)
+        return state
+
     def _feature_extractor(self, model: nn.Module) -> Extractor:
         """The backbone part exported and run in ONNX Runtime (several times faster than eager torch on CPU;
         it matches torch to ~1e-5): batch ``[B, 3, H, W]`` -> features ``[B, C, h, w]``."""
         from shopfloor.core.runtime import OnnxModel, export_onnx
 
-        spec = self.image_spec
-        onnx = export_onnx(model.extractor, (torch.zeros(1, 3, spec.height, spec.width),), ["images"], ["features"])
+        onnx = export_onnx(model.extractor, (torch.zeros(1, 3, *model.extractor.image_size),), ["images"],
+                           ["features"])
         session = OnnxModel(onnx, device=self.training.device)
         return lambda batch: torch.from_numpy(session.run(images=batch.numpy())["features"])
 
     def _fit_patchcore(self, model: PatchCore, source: list[Path] | np.ndarray, extract: Extractor,
-                       infos: list[FrameInfo] | None = None) -> None:
+                       infos: list[FrameInfo] | None = None) -> tuple[torch.Tensor, int]:
+        """Fill the memory bank; returns the feature store (``keep`` rows per image, in image order) and ``keep``."""
         cfg = self.config
-        gh, gw = model.extractor.grid
+        th, tw = model.extractor.grid
+        gh, gw = th * model.tiles[0], tw * model.tiles[1]
         per_image = gh * gw
         c = model.feature_dim
         bytes_per_row = 4 * (c + min(cfg.coreset_projection_dim, c) + 2)
@@ -271,24 +359,62 @@ class AnomalyDetection(Task):
         gen = torch.Generator().manual_seed(cfg.training.seed)
         row = 0
         for batch in self._batches(source, "extracting features", infos):
-            feats = extract(batch)
-            rows = feats.permute(0, 2, 3, 1).reshape(feats.shape[0], per_image, c)
+            feats = extract(model.tile(batch))
+            rows = feats.permute(0, 2, 3, 1).reshape(len(batch), per_image, c)
             if keep < per_image:
                 idx = torch.stack([torch.randperm(per_image, generator=gen)[:keep] for _ in range(len(rows))])
                 rows = torch.gather(rows, 1, idx.unsqueeze(-1).expand(-1, -1, c))
             rows = rows.reshape(-1, c)
             store[row:row + len(rows)] = rows
             row += len(rows)
-        size = min(max(1, int(round(cfg.coreset_ratio * len(store)))), cfg.max_bank_size)
+        size = self._bank_size(model, len(source) * per_image, len(store))
         chosen = greedy_coreset(store, size, cfg.coreset_projection_dim, seed=cfg.training.seed,
                                 progress=self.training.progress)
         model.set_memory_bank(store[chosen].clone())
-        del store
         self.state.update(bank_size=int(size), patches_per_image=int(keep), patch_grid=[gh, gw],
                           patches_subsampled=bool(keep < per_image))
         if keep < per_image:
             log.warning("feature_memory_mb=%d caps the feature store: %d of %d patches kept per image",
                         cfg.feature_memory_mb, keep, per_image)
+        return store, keep
+
+    def _bank_size(self, model: PatchCore, n_patches: int, n_stored: int, record: bool = True) -> int:
+        """Fixed rule (``auto`` false): ``coreset_ratio`` of the stored patches, at most ``max_bank_size``. Auto:
+        :func:`~.autoconfig.bank_rule` (training patches under the latency and memory budgets), recorded."""
+        cfg = self.config
+        if not cfg.auto:
+            return min(max(1, int(round(cfg.coreset_ratio * n_stored))), cfg.max_bank_size)
+        size, figures = bank_rule(model, n_patches, cfg.coreset_ratio, cfg.bank_flops_ratio, cfg.bank_memory_mb)
+        size = min(size, n_stored)
+        if record:
+            self.state["bank_rule"] = {**figures, "size": int(size), "n_training_patches": int(n_patches)}
+        return size
+
+    def _cross_fit_scores(self, model: PatchCore, source: list[Path] | np.ndarray, store: torch.Tensor, keep: int,
+                          extract: Extractor, folds: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores and maps of every bank image, each from a bank built without its fold (then the full bank is
+        put back): the threshold's good images without holding any out of the bank."""
+        cfg = self.config
+        full_bank = model.memory_bank.clone()
+        n = len(source)
+        fold_of = np.arange(n) % folds
+        scores = np.zeros(n, np.float32)
+        maps = None
+        pick = (lambda idx: source[idx]) if isinstance(source, np.ndarray) else (lambda idx: [source[i] for i in idx])
+        for f in range(folds):
+            inside = np.flatnonzero(fold_of == f)
+            rows = torch.from_numpy(np.repeat(fold_of != f, keep))
+            kept = store[rows]
+            per_image = model.extractor.grid[0] * model.extractor.grid[1] * model.tiles[0] * model.tiles[1]
+            size = self._bank_size(model, int((fold_of != f).sum()) * per_image, len(kept), record=False)
+            chosen = greedy_coreset(kept, size, cfg.coreset_projection_dim, seed=cfg.training.seed + 1 + f)
+            model.set_memory_bank(kept[chosen].clone())
+            s, m = self._raw_scores(model, pick(inside), extract, f"cross-fitting fold {f + 1}/{folds}")
+            if maps is None:
+                maps = np.zeros((n, *m.shape[1:]), np.float32)
+            scores[inside], maps[inside] = s, m
+        model.set_memory_bank(full_bank)
+        return scores, maps
 
     def _fit_padim(self, model: Padim, source: list[Path] | np.ndarray, extract: Extractor,
                    infos: list[FrameInfo] | None = None) -> None:
@@ -303,18 +429,26 @@ class AnomalyDetection(Task):
                     desc: str, infos: list[FrameInfo] | None = None) -> tuple[np.ndarray, np.ndarray]:
         scores, maps = [], []
         for batch in self._batches(source, desc, infos):
-            s, m = model.head.raw(model.feature_scores(extract(batch)))
+            if isinstance(model, PatchCore):
+                s, m = model.head.raw(model.stitch(model.feature_scores(extract(model.tile(batch)))))
+            else:
+                s, m = model.head.raw(model.feature_scores(extract(batch)))
             scores.append(s.numpy())
             maps.append(m.numpy())
         return np.concatenate(scores), np.concatenate(maps)
 
     def _calibrate(self, model: nn.Module, held_good: list[Path] | np.ndarray,
                    validation: list[AnomalySample], extract: Extractor, infos: list[FrameInfo] | None = None,
-                   n_good: int | None = None) -> None:
-        """Set image and pixel thresholds and scales from held-out good (and validation) images; warn (kept in the
-        artifact) when they rest on too few images."""
+                   n_good: int | None = None, held: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Set image and pixel thresholds and scales from held-out good (and validation) images, or from the
+        cross-fitted raw (scores, maps) of the good images given as ``held``; warn (kept in the artifact) when they
+        rest on too few images."""
         cfg = self.config
-        good_scores, good_maps = self._raw_scores(model, held_good, extract, "scoring held-out good images", infos)
+        if held is not None:
+            good_scores, good_maps = held
+        else:
+            good_scores, good_maps = self._raw_scores(model, held_good, extract, "scoring held-out good images",
+                                                      infos)
         val_scores = np.zeros(0)
         val_labels = np.zeros(0, dtype=int)
         val_maps = None
@@ -358,10 +492,10 @@ class AnomalyDetection(Task):
             "normalisation": "sigmoid((raw - threshold) / scale): 0.5 is the threshold",
         }
         self._warn_weak_threshold(rule, method, good_scores, image_threshold, int(val_labels.sum()),
-                                  n_good or len(good_scores))
+                                  n_good or len(good_scores), cross_fitted=held is not None)
 
     def _warn_weak_threshold(self, rule: str, method: str, good_scores: np.ndarray, threshold: float,
-                             n_defective: int, n_good: int) -> None:
+                             n_defective: int, n_good: int, cross_fitted: bool = False) -> None:
         """A training warning (``state["warnings"]``) when the threshold rests on too few images."""
         cfg = self.config
         n_held, rate = len(good_scores), cfg.false_alarm_rate
@@ -382,10 +516,12 @@ class AnomalyDetection(Task):
             return
         rate_hint = (f"; or accept --false-alarm-rate {math.ceil(100 / n_held) / 100:g} or more"
                      if rule == "quantile" and n_held >= 2 and n_held * rate < 1 else "")
+        where = (f"All {n_good} good training images were scored by cross-fitting. Add good training images"
+                 if cross_fitted else f"{n_held} of {n_good} good training images were held out (--val-fraction "
+                 f"{cfg.training.val_fraction:g}). Add good training images or raise --val-fraction")
         self.note_warning(
-            "anomaly threshold may not hold on new parts: " + "; ".join(problems) + f". {n_held} of {n_good} good "
-            f"training images were held out (--val-fraction {cfg.training.val_fraction:g}). Add good training images "
-            f"or raise --val-fraction{rate_hint}; {'or use --threshold-rule f1 with' if rule == 'quantile' else 'add'} "
+            "anomaly threshold may not hold on new parts: " + "; ".join(problems) + f". {where}{rate_hint}; "
+            f"{'or use --threshold-rule f1 with' if rule == 'quantile' else 'add'} "
             "defective validation images (plain layout: defect/; MVTec layout: validation/<type>/)")
 
     # ----------------------------------------------------------------- inference

@@ -1,0 +1,115 @@
+"""The inspection validation suite: every image set in the shared datasets folder, defaults only, one command.
+
+- Anomaly sets (MVTec AD layout: ``train/good`` + ``test/``): ``AnomalyDetection`` fitted twice, with today's fixed
+  defaults (``auto=False``) and with the defaults (auto-configuration from good images only); image AUROC, pixel
+  AUROC, AUPRO, fit time, and what the auto-configuration chose with the pseudo-anomaly figures it chose on.
+  The test images (and their defects) are used only here, after fitting, never for any choice.
+- Classification sets (class folders): ``DefectClassification`` defaults; NEU with the stratified 80/20 split of
+  ``bench_neu`` (seed 0), sets that ship ``train/`` and ``test/`` with their own split. Accuracy and macro F1.
+
+Writes benchmarks/results/inspection_suite.json. ``--only NAME[,NAME]`` runs a subset (the JSON then holds only
+those). Dataset root: $SHOPFLOOR_DATASETS (default <repo>/../shared/datasets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import datasets_dir, fit_evaluate_classification, write_result  # noqa: E402
+
+
+def anomaly_sets(root: Path) -> list[Path]:
+    """Folders in the MVTec AD layout (train/good and test/)."""
+    return sorted(p for p in root.iterdir() if (p / "train" / "good").is_dir() and (p / "test").is_dir())
+
+
+def classification_sets(root: Path) -> list[Path]:
+    """Folders of class folders: ``images/<class>/`` (one pool) or ``train/<class>/`` + ``test/<class>/``."""
+    found = []
+    for p in sorted(root.iterdir()):
+        if (p / "train" / "good").is_dir():
+            continue
+        if (p / "train").is_dir() and (p / "test").is_dir() and any((p / "train").iterdir()):
+            found.append(p)
+        elif (p / "images").is_dir() and sum(d.is_dir() for d in (p / "images").iterdir()) >= 2:
+            found.append(p)
+    return found
+
+
+def run_anomaly(path: Path, auto: bool) -> dict:
+    from shopfloor.inspection.anomaly.task import AnomalyDetection
+
+    task = AnomalyDetection(auto=auto, training={"progress": False})
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    task.fit(path)
+    fit_s = time.perf_counter() - start
+    m = task.evaluate(path)
+    out = {"auto": auto, "image_auroc": m["image_auroc"], "pixel_auroc": m["pixel_auroc"], "aupro": m["aupro"],
+           "image_f1": m["image_f1"], "false_alarm_rate": m["false_alarm_rate"], "miss_rate": m["miss_rate"],
+           "n_test": m["n_test"], "fit_seconds": round(fit_s, 1), "load_average_1min_before_fit": load_before,
+           "load_average_1min_after": os.getloadavg()[0], "image_size": task.state["image_spec"],
+           "bank_size": task.state.get("bank_size"), "warnings": task.state.get("warnings", [])}
+    if "autoconfig" in task.state:
+        out["autoconfig"] = task.state["autoconfig"]
+    print(f"{path.name} auto={auto}: image AUROC {m['image_auroc']:.3f} pixel AUROC {m['pixel_auroc']:.3f} "
+          f"fit {fit_s:.0f} s (load {load_before:.2f})", flush=True)
+    return out
+
+
+def run_classification(path: Path) -> dict:
+    from shopfloor.core.split import stratified_split
+    from shopfloor.inspection.classification.task import LabelledImages
+
+    if (path / "train").is_dir():
+        train, test = LabelledImages.from_folder(path / "train"), LabelledImages.from_folder(path / "test")
+        protocol = "the set's own train/test split"
+    else:
+        data = LabelledImages.from_folder(path / "images")
+        train_idx, test_idx = stratified_split(data.labels, 0.2, seed=0)
+        train, test = data.subset(train_idx), data.subset(test_idx)
+        protocol = "stratified 80/20 split, seed 0"
+    load_before = os.getloadavg()[0]
+    _, m, timing = fit_evaluate_classification(train, test, f"suite_{path.name}")
+    print(f"{path.name}: accuracy {m['accuracy']:.4f} macro F1 {m['macro_f1']:.4f} "
+          f"train {timing['train_seconds']:.0f} s (load {load_before:.2f})", flush=True)
+    return {"protocol": protocol, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n_train": len(train.paths),
+            "n_test": m["n_test"], "train_seconds": round(timing["train_seconds"], 1),
+            "load_average_1min_before_fit": load_before, "load_average_1min_after": os.getloadavg()[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated data set names (default: all)")
+    parser.add_argument("--anomaly-modes", default="fixed,auto", help="fixed (--auto false), auto, or both")
+    args = parser.parse_args()
+    root = datasets_dir()
+    if not root.exists():
+        print(f"SKIP: {root} not found (set SHOPFLOOR_DATASETS)")
+        return
+    only = {n for n in args.only.split(",") if n}
+    modes = [m for m in args.anomaly_modes.split(",") if m]
+    results: dict[str, dict] = {"anomaly": {}, "classification": {}}
+    for path in anomaly_sets(root):
+        if only and path.name not in only:
+            continue
+        results["anomaly"][path.name] = {mode: run_anomaly(path, auto=(mode == "auto")) for mode in modes}
+    for path in classification_sets(root):
+        if only and path.name not in only:
+            continue
+        results["classification"][path.name] = run_classification(path)
+    name = "inspection_suite" if not only else "inspection_suite_" + "_".join(sorted(only))
+    write_result(name, {"datasets": str(root), "results": results,
+                        "note": "fixed = --auto false (the defaults before issue 12); auto = the defaults now. "
+                                "Test images are used only for these figures, never for a choice."})
+
+
+if __name__ == "__main__":
+    main()

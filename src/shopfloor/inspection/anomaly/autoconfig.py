@@ -1,0 +1,291 @@
+"""Auto-configuration of PatchCore from good images only: candidates scored on pseudo-anomalies.
+
+What is chosen, and how:
+
+- **Geometry** (searched): the base frame keeps the images' aspect ratio (elongated parts are never squashed) with
+  its long side at the configured ``image_size``; when the images are much larger than that (at least 1.5x),
+  a *tiled* candidate sees them near their native resolution as a grid of base-sized tiles (scored apart inside
+  the exported graph, maps stitched back, image score = maximum over tiles).
+- **Feature blocks** (searched on the chosen geometry): the default mid-level pair (4, 10) and a finer pair
+  (2, 4) (stride 4), the finer one only when its nearest-neighbour cost stays inside the latency budget.
+- **Smoothing** (searched, no extra feature extraction): sigma of the anomaly-map Gaussian, relative to the
+  patch stride.
+- **Memory bank** (rule): ``coreset_ratio`` of the training patches, capped so that the nearest-neighbour search
+  costs at most ``bank_flops_ratio`` times the backbone's own FLOPs per image, and by ``bank_memory_mb``.
+- **Held-out images** (rule, :func:`holdout_plan`): few good images -> every one of them goes into the bank and
+  the threshold is set on cross-fitted scores (each image scored by a bank built without it); many -> a share is
+  held out.
+
+Each candidate is fitted on a subset of the good images and scored on held-out good images and on pseudo-anomalous
+copies of the same held-out images (:mod:`.pseudo`, drawn once at the images' original resolution, so every
+candidate sees the same defects); the criterion is image AUROC + pixel AUROC on them, ties (within ``TIE``) going
+to the cheaper candidate. No real defect is ever looked at.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from ..images import ImageSpec, resize_array, to_model_input
+from .coreset import greedy_coreset
+from .patchcore import AnomalyMapHead, PatchCore
+from .pseudo import PSEUDO_KINDS, pseudo_anomaly, resize_mask
+
+TIE = 0.005  # criterion differences below this are ties, won by the cheaper candidate
+FINE_BLOCKS = (2, 4)
+SIGMA_STRIDES = (0.25, 0.5, 1.0)  # smoothing sigma candidates, in patch strides (0.5 stride = 4 px at stride 8)
+MAX_TILES = 9
+CROSS_FIT_MAX_IMAGES = 120  # up to this many good images, all go into the bank and the threshold is cross-fitted
+CROSS_FIT_FOLDS = 4
+MIN_FINE_BANK = 512  # the finer blocks are tried only when the latency budget allows a bank this large
+
+Builder = Callable[["Candidate"], PatchCore]
+ExtractorFactory = Callable[[PatchCore], Callable[[torch.Tensor], torch.Tensor]]
+BankRule = Callable[[PatchCore, int], "tuple[int, dict]"]
+
+
+def _round32(value: float) -> int:
+    return max(32, int(round(value / 32)) * 32)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration tried by the search: full frame ``[height, width]``, tiles ``[rows, cols]``, blocks."""
+
+    image_size: tuple[int, int]
+    tiles: tuple[int, int] = (1, 1)
+    blocks: tuple[int, ...] = (4, 10)
+
+    @property
+    def tile_size(self) -> tuple[int, int]:
+        return self.image_size[0] // self.tiles[0], self.image_size[1] // self.tiles[1]
+
+    def label(self) -> str:
+        h, w = self.image_size
+        tiled = f" as {self.tiles[0]}x{self.tiles[1]} tiles" if self.tiles != (1, 1) else ""
+        return f"{h}x{w}{tiled}, blocks {list(self.blocks)}"
+
+
+def base_frame(sizes: Sequence[tuple[int, int]], long_side: int) -> tuple[int, int]:
+    """``(height, width)``: the median image's aspect ratio with its long side at ``long_side`` (multiples of 32)."""
+    w, h = np.median(np.asarray(sizes, dtype=np.float64), axis=0)
+    if w >= h:
+        return _round32(long_side * h / w), _round32(long_side)
+    return _round32(long_side), _round32(long_side * w / h)
+
+
+def geometry_candidates(sizes: Sequence[tuple[int, int]], long_side: int) -> list[Candidate]:
+    """The untiled base frame, plus a tiled frame near the native resolution when the images are >= 1.5x larger."""
+    base = base_frame(sizes, long_side)
+    found = [Candidate(base)]
+    w, h = np.median(np.asarray(sizes, dtype=np.float64), axis=0)
+    ratio = min(h / base[0], w / base[1])
+    if ratio >= 1.5:
+        ty, tx = max(1, int(math.floor(h / base[0] + 0.5))), max(1, int(math.floor(w / base[1] + 0.5)))
+        while ty * tx > MAX_TILES:
+            ty, tx = max(1, ty - 1), max(1, tx - 1)
+        tile = (_round32(h / ty), _round32(w / tx))
+        found.append(Candidate((tile[0] * ty, tile[1] * tx), (ty, tx)))
+    return found
+
+
+def conv_flops(module: nn.Module, example: torch.Tensor) -> float:
+    """Multiply-add FLOPs (2 per MAC) of the convolutions and linear layers of one forward pass of ``example``."""
+    total = [0.0]
+
+    def hook(layer: nn.Module, _inputs, output: torch.Tensor) -> None:
+        if isinstance(layer, nn.Conv2d):
+            k = layer.kernel_size[0] * layer.kernel_size[1] * layer.in_channels // layer.groups
+            total[0] += 2.0 * output.numel() * k
+        elif isinstance(layer, nn.Linear):
+            total[0] += 2.0 * output.numel() * layer.in_features
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            module(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def bank_rule(model: PatchCore, n_patches: int, coreset_ratio: float, flops_ratio: float,
+              memory_mb: float) -> tuple[int, dict]:
+    """Bank size: ``coreset_ratio`` of the training patches under a latency cap (nearest-neighbour FLOPs per image
+    at most ``flops_ratio`` x the backbone's) and a memory cap; returns (size, the figures behind it)."""
+    th, tw = model.extractor.grid
+    positions = th * tw * model.tiles[0] * model.tiles[1]
+    c = model.feature_dim
+    tile = model.extractor.features
+    ts = (model.head.image_size[0] // model.tiles[0], model.head.image_size[1] // model.tiles[1])
+    backbone = conv_flops(tile, torch.zeros(1, 3, *ts)) * model.tiles[0] * model.tiles[1]
+    latency_cap = int(flops_ratio * backbone / (2.0 * positions * c))
+    memory_cap = int(memory_mb * 2 ** 20 / (4 * c))
+    wanted = int(round(coreset_ratio * n_patches))
+    size = max(1, min(wanted, latency_cap, memory_cap))
+    return size, {"from_patches": wanted, "latency_cap": latency_cap, "memory_cap": memory_cap,
+                  "backbone_gflops_per_image": round(backbone / 1e9, 3),
+                  "search_gflops_per_image": round(2.0 * positions * c * size / 1e9, 3)}
+
+
+def holdout_plan(n_good: int, val_fraction: float) -> dict:
+    """How the threshold's good images are found: cross-fitting (every image in the bank) for small sets, a
+    held-out share for large ones (the bank hardly gains from more images there, and fitting stays fast)."""
+    if n_good <= CROSS_FIT_MAX_IMAGES and n_good >= 2 * CROSS_FIT_FOLDS:
+        return {"method": "cross-fit", "folds": CROSS_FIT_FOLDS, "n_heldout": 0}
+    n_held = min(max(1, int(round(val_fraction * n_good))), n_good - 2)
+    return {"method": "held-out", "folds": 0, "n_heldout": n_held}
+
+
+@dataclass
+class SearchResult:
+    """What the search chose and the pseudo-anomaly figures of every candidate it tried."""
+
+    chosen: Candidate
+    smoothing_sigma: float
+    trials: list[dict] = field(default_factory=list)
+    n_fit_images: int = 0
+    n_validation_good: int = 0
+    n_pseudo_anomalies: int = 0
+    seconds: float = 0.0
+
+    def to_state(self) -> dict:
+        best = next(t for t in self.trials if t["chosen"])
+        return {"image_size": list(self.chosen.image_size), "tiles": list(self.chosen.tiles),
+                "feature_blocks": list(self.chosen.blocks), "smoothing_sigma": self.smoothing_sigma,
+                "pseudo_image_auroc": best["image_auroc"], "pseudo_pixel_auroc": best["pixel_auroc"],
+                "trials": self.trials, "n_fit_images": self.n_fit_images,
+                "n_validation_good": self.n_validation_good, "n_pseudo_anomalies": self.n_pseudo_anomalies,
+                "pseudo_kinds": list(PSEUDO_KINDS), "search_seconds": round(self.seconds, 1),
+                "data_used": "good training images only (real defects never used for choosing)"}
+
+
+class PseudoValidation:
+    """Good images for fitting candidates, held-out good images and their pseudo-anomalous copies (originals)."""
+
+    def __init__(self, fit_images: list[Image.Image], val_images: list[Image.Image], seed: int,
+                 min_defect_size: float, per_image: int = 2):
+        rng = np.random.default_rng(seed + 7)
+        self.fit_images = fit_images
+        self.val_images = val_images
+        self.pseudo: list[Image.Image] = []
+        self.masks: list[np.ndarray] = []
+        for k in range(per_image):
+            for i, img in enumerate(val_images):
+                kind = PSEUDO_KINDS[(i + k) % len(PSEUDO_KINDS)]
+                out, mask = pseudo_anomaly(np.asarray(img), rng, kind, min_size=min_defect_size,
+                                           max_size=4 * min_defect_size)
+                self.pseudo.append(Image.fromarray(out))
+                self.masks.append(mask)
+
+
+def _frames(images: Sequence[Image.Image], spec: ImageSpec) -> torch.Tensor:
+    return torch.from_numpy(to_model_input(np.stack([resize_array(img, spec) for img in images])))
+
+
+def _features(model: PatchCore, extract, images: Sequence[Image.Image], spec: ImageSpec,
+              batch: int = 8) -> torch.Tensor:
+    out = [extract(model.tile(_frames(images[i:i + batch], spec))) for i in range(0, len(images), batch)]
+    return torch.cat(out)
+
+
+def evaluate_candidate(candidate: Candidate, data: PseudoValidation, build: Builder, make_extractor: ExtractorFactory,
+                       bank_size: BankRule, bit_depth: int | None, seed: int,
+                       max_rows: int = 150_000) -> dict:
+    """Fit a bank for ``candidate`` on ``data.fit_images`` and score the held-out good and pseudo images; returns
+    the figures of every smoothing sigma tried (image and pixel AUROC), the best first."""
+    start = time.perf_counter()
+    model = build(candidate)
+    extract = make_extractor(model)
+    spec = ImageSpec(height=candidate.image_size[0], width=candidate.image_size[1], bit_depth=bit_depth)
+    feats = _features(model, extract, data.fit_images, spec)
+    c = feats.shape[1]
+    rows = feats.permute(0, 2, 3, 1).reshape(-1, c)
+    if len(rows) > max_rows:
+        rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:max_rows]]
+    size, figures = bank_size(model, int(feats.shape[0] * feats.shape[2] * feats.shape[3]))
+    model.set_memory_bank(rows[greedy_coreset(rows, size, 32, seed=seed)].clone())
+    good = model.stitch(model.feature_scores(_features(model, extract, data.val_images, spec)))
+    bad = model.stitch(model.feature_scores(_features(model, extract, data.pseudo, spec)))
+    h, w = candidate.image_size
+    masks = np.stack([resize_mask(m, h, w) for m in data.masks])
+    stride = h / good.shape[1]
+    results = []
+    for rel in SIGMA_STRIDES:
+        sigma = round(max(1.0, rel * stride), 2)
+        head = AnomalyMapHead((h, w), tuple(good.shape[1:]), sigma)
+        gs, gm = head.raw(good)
+        bs, bm = head.raw(bad)
+        labels = np.r_[np.zeros(len(gs)), np.ones(len(bs))]
+        image_auroc = float(roc_auc_score(labels, np.r_[gs.numpy(), bs.numpy()]))
+        pixel_auroc = _pixel_auroc(gm.numpy(), bm.numpy(), masks, seed)
+        results.append({"sigma": sigma, "image_auroc": round(image_auroc, 4), "pixel_auroc": round(pixel_auroc, 4)})
+    results.sort(key=lambda r: -(r["image_auroc"] + r["pixel_auroc"]))
+    return {"candidate": candidate.label(), "image_size": list(candidate.image_size), "tiles": list(candidate.tiles),
+            "feature_blocks": list(candidate.blocks), "bank_size": size, **results[0],
+            "sigmas": results, "seconds": round(time.perf_counter() - start, 1),
+            "gflops_per_image": round(figures["backbone_gflops_per_image"] + figures["search_gflops_per_image"], 3)}
+
+
+def _pixel_auroc(good_maps: np.ndarray, bad_maps: np.ndarray, masks: np.ndarray, seed: int,
+                 max_good: int = 300_000) -> float:
+    """Pixel AUROC over the good maps and the pseudo maps (every defect pixel, a sample of the good ones)."""
+    pos = bad_maps[masks]
+    neg = np.concatenate([good_maps.ravel(), bad_maps[~masks]])
+    if len(neg) > max_good:
+        neg = neg[np.random.default_rng(seed).choice(len(neg), max_good, replace=False)]
+    return float(roc_auc_score(np.r_[np.zeros(len(neg)), np.ones(len(pos))], np.r_[neg, pos]))
+
+
+def _better(new: dict, old: dict) -> bool:
+    """Higher criterion wins; within ``TIE`` the cheaper candidate (smaller frame) wins."""
+    gain = (new["image_auroc"] + new["pixel_auroc"]) - (old["image_auroc"] + old["pixel_auroc"])
+    if abs(gain) < TIE:
+        return new["gflops_per_image"] < old["gflops_per_image"]
+    return gain > 0
+
+
+def search(data: PseudoValidation, sizes: Sequence[tuple[int, int]], long_side: int, build: Builder,
+           make_extractor: ExtractorFactory, bank_size: BankRule, bit_depth: int | None,
+           seed: int) -> SearchResult:
+    """Geometry first (default blocks), then feature blocks on the chosen geometry; smoothing with each."""
+    start = time.perf_counter()
+    trials: list[dict] = []
+    best: dict | None = None
+    best_candidate: Candidate | None = None
+
+    def trial(candidate: Candidate) -> None:
+        nonlocal best, best_candidate
+        result = evaluate_candidate(candidate, data, build, make_extractor, bank_size, bit_depth, seed)
+        trials.append(result)
+        if best is None or _better(result, best):
+            best, best_candidate = result, candidate
+
+    for candidate in geometry_candidates(sizes, long_side):
+        trial(candidate)
+    assert best_candidate is not None
+    fine = Candidate(best_candidate.image_size, best_candidate.tiles, FINE_BLOCKS)
+    # the finer grid has 4x the positions: try it only when a useful bank still fits the latency budget
+    if bank_size(build(fine), 10 ** 9)[0] >= MIN_FINE_BANK:
+        trial(fine)
+    for t in trials:
+        t["chosen"] = t["candidate"] == best["candidate"]
+    return SearchResult(best_candidate, best["sigma"], trials, len(data.fit_images), len(data.val_images),
+                        len(data.pseudo), time.perf_counter() - start)
+
+
+def to_jsonable_result(result: SearchResult) -> dict:
+    """The search result as plain JSON types (for the artifact)."""
+    out = result.to_state()
+    out["chosen"] = asdict(result.chosen)
+    return out
