@@ -308,6 +308,8 @@ class OpcuaStream:
 
     async def _run(self, max_samples: int | None) -> None:
         client = await self._connect_first()
+        if client is None:
+            return
         try:
             try:
                 await self._resolve(client)
@@ -368,7 +370,8 @@ class OpcuaStream:
         except Exception:  # the connection is gone already, or the server does not answer: nothing to close
             pass
 
-    async def _connect_first(self) -> Any:
+    async def _connect_first(self) -> Any | None:
+        """A connection, tried ``connect_tries`` times with backoff; ``None`` when stopped meanwhile."""
         started, delay, tries = time.monotonic(), self.config.reconnect_min_s, self.config.connect_tries
         for attempt in range(1, tries + 1):
             try:
@@ -379,7 +382,7 @@ class OpcuaStream:
                 last = exc
             if attempt < tries:
                 if await self._wait(delay):
-                    break
+                    return None  # stopped while waiting to try again
                 delay = min(delay * 2, self.config.reconnect_max_s)
         raise OpcuaUnavailable(
             f"cannot reach the OPC UA server at {self.public_url} ({tries} tries over "
