@@ -13,7 +13,8 @@ from shopfloor.core.registry import get_task, load
 from shopfloor.inspection.anomaly.task import AnomalyDetection
 from shopfloor.inspection.synthetic import make_anomaly_dataset
 
-SMALL = {"image_size": 64, "training": {"progress": False, "batch_size": 8}}
+# the fixed pipeline (auto false): these tests pin its held-out split and rules; test_anomaly_auto covers auto
+SMALL = {"image_size": 64, "auto": False, "training": {"progress": False, "batch_size": 8}}
 
 
 @pytest.fixture(scope="module")

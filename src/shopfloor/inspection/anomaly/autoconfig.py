@@ -44,6 +44,7 @@ TIE = 0.005  # criterion differences below this are ties, won by the cheaper can
 FINE_BLOCKS = (2, 4)
 SIGMA_STRIDES = (0.25, 0.5, 1.0)  # smoothing sigma candidates, in patch strides (0.5 stride = 4 px at stride 8)
 MAX_TILES = 9
+MAX_TILE_SCALE = 1.25  # a tile's side is at most this times the base frame's
 CROSS_FIT_MAX_IMAGES = 120  # up to this many good images, all go into the bank and the threshold is cross-fitted
 CROSS_FIT_FOLDS = 4
 MIN_FINE_BANK = 512  # the finer blocks are tried only when the latency budget allows a bank this large
@@ -93,7 +94,9 @@ def geometry_candidates(sizes: Sequence[tuple[int, int]], long_side: int) -> lis
         ty, tx = max(1, int(math.floor(h / base[0] + 0.5))), max(1, int(math.floor(w / base[1] + 0.5)))
         while ty * tx > MAX_TILES:
             ty, tx = max(1, ty - 1), max(1, tx - 1)
-        tile = (_round32(h / ty), _round32(w / tx))
+        # tiles near the base frame's size: very large images are seen at a bounded, not their full, resolution
+        tile = (min(_round32(h / ty), _round32(MAX_TILE_SCALE * base[0])),
+                min(_round32(w / tx), _round32(MAX_TILE_SCALE * base[1])))
         found.append(Candidate((tile[0] * ty, tile[1] * tx), (ty, tx)))
     return found
 

@@ -29,6 +29,8 @@ from PIL import Image, ImageDraw
 from shopfloor.core.errors import DataError
 
 PSEUDO_KINDS = ("scar", "texture", "crack", "blob")
+MAX_TRIES = 6
+MIN_CHANGE = 8  # gray levels: a pixel changed less than this is not part of the pseudo-defect
 
 
 def perlin_noise(shape: tuple[int, int], cells: int, rng: np.random.Generator) -> np.ndarray:
@@ -152,12 +154,18 @@ def pseudo_anomaly(image: np.ndarray, rng: np.random.Generator, kind: str | None
     if not 0 < min_size <= max_size:
         raise DataError(f"pseudo-anomaly sizes must satisfy 0 < min_size <= max_size, got {min_size}, {max_size}")
     short = min(image.shape[:2])
-    size = max(3.0, short * float(np.exp(rng.uniform(np.log(min_size), np.log(max_size)))))
-    out, mask = _GENERATORS[kind](image, rng, size)
-    if not mask.any():  # a degenerate draw (tiny image): mark one pixel so every pseudo-anomaly has a region
+    for _ in range(MAX_TRIES):
+        size = max(3.0, short * float(np.exp(rng.uniform(np.log(min_size), np.log(max_size)))))
+        out, mask = _GENERATORS[kind](image, rng, size)
+        # the mask is what really changed: a scar pasted from plain background onto plain background is no defect
+        changed = mask & (np.abs(out.astype(np.int16) - image).max(axis=2) > MIN_CHANGE)
+        if changed.sum() >= max(1, 0.3 * mask.sum()):
+            return out, changed
+    if not mask.any():  # a degenerate draw (tiny image): one pixel, so every pseudo-anomaly has a region
         mask = np.zeros(mask.shape, bool)
         mask[image.shape[0] // 2, image.shape[1] // 2] = True
-        out[mask] = 255 - out[mask]
+    out = image.copy()
+    out[mask] = np.where(out[mask] < 128, 255, 0)  # a flat image: the region to the opposite extreme
     return out, mask
 
 

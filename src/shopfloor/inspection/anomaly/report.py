@@ -50,18 +50,37 @@ def _example_grid(image_spec: ImageSpec, samples: list[AnomalySample], idx: np.n
     return image_grid_figure(tiles, titles, cols=min(len(tiles), 4), title=title)
 
 
+def _autoconfig_section(report: Report, auto: dict[str, Any]) -> None:
+    tiles = auto["tiles"]
+    report.heading("Auto-configuration (good images only)")
+    report.text(f"Chosen: frame {auto['image_size'][0]}x{auto['image_size'][1]}"
+                + (f" as {tiles[0]}x{tiles[1]} tiles" if tiles != [1, 1] else "")
+                + f", feature blocks {auto['feature_blocks']}, smoothing sigma {auto['smoothing_sigma']:g} px, on "
+                f"{auto['n_pseudo_anomalies']} pseudo-anomalies ({', '.join(auto['pseudo_kinds'])}) painted on "
+                f"{auto['n_validation_good']} held-out good images, candidates fitted on {auto['n_fit_images']} good "
+                f"images ({auto['search_seconds']:g} s). {auto['data_used']}.")
+    report.table([{"candidate": t["candidate"], "chosen": "yes" if t["chosen"] else "", "bank": t["bank_size"],
+                   "sigma": t["sigma"], "pseudo image AUROC": t["image_auroc"], "pseudo pixel AUROC": t["pixel_auroc"],
+                   "GFLOP/image": t["gflops_per_image"], "seconds": t["seconds"]} for t in auto["trials"]],
+                 "Candidates (image and pixel AUROC on pseudo-anomalies vs held-out good images)")
+
+
 def write_anomaly_report(out_dir: Path, model_name: str, image_spec: ImageSpec, samples: list[AnomalySample],
                          scores: np.ndarray, maps: np.ndarray, masks: np.ndarray | None, valid: np.ndarray | None,
-                         result: dict[str, Any], aupro_max_fpr: float, examples: int) -> Path:
+                         result: dict[str, Any], aupro_max_fpr: float, examples: int,
+                         autoconfig: dict[str, Any] | None = None) -> Path:
     """Write report.html (and PNGs) under ``out_dir`` from an evaluation's results; returns the HTML path.
 
     ``result`` is what ``evaluate`` returns (its ``threshold_rule``, ``per_type`` and ``aupro`` are shown);
-    ``image_spec`` re-reads the shown examples the way the model saw them."""
+    ``image_spec`` re-reads the shown examples the way the model saw them; ``autoconfig`` (the model's
+    ``state["autoconfig"]``) adds what the auto-configuration chose and the pseudo-anomaly figures it chose on."""
     report = Report(out_dir, f"Anomaly detection ({model_name}) evaluation")
     report.text("Scores are normalised so that 0.5 is the decision threshold "
                 f"(rule: {result.get('threshold_rule')}). Evaluated through the exported ONNX model.")
     report.metrics({k: v for k, v in result.items() if k != "per_type" and v is not None})
     report.table([{"defect type": k, **v} for k, v in result["per_type"].items()], "Per defect type")
+    if autoconfig:
+        _autoconfig_section(report, autoconfig)
     labels = np.array([s.label for s in samples])
     types = np.array([s.defect_type for s in samples])
     curves = {"all defects": image_roc(labels, scores)}

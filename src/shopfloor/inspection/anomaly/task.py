@@ -614,7 +614,8 @@ class AnomalyDetection(Task):
 
             result["report"] = str(write_anomaly_report(Path(report_dir), self.config.model, self.image_spec, samples,
                                                         scores, maps, masks, valid, result,
-                                                        aupro_max_fpr=opts.aupro_max_fpr, examples=opts.examples))
+                                                        aupro_max_fpr=opts.aupro_max_fpr, examples=opts.examples,
+                                                        autoconfig=self.state.get("autoconfig")))
         return result
 
     @staticmethod

@@ -1,0 +1,139 @@
+"""Auto-configuration of anomaly detection from good images only: pseudo-anomalies, the search, tiling in the graph,
+``--auto false``."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shopfloor.core.errors import ConfigError, DataError
+from shopfloor.inspection.anomaly.autoconfig import Candidate, base_frame, geometry_candidates, holdout_plan
+from shopfloor.inspection.anomaly.patchcore import PatchCore
+from shopfloor.inspection.anomaly.pseudo import PSEUDO_KINDS, pseudo_anomaly, resize_mask
+from shopfloor.inspection.anomaly.task import AnomalyDetection
+from shopfloor.inspection.synthetic import make_anomaly_dataset
+
+QUIET = {"progress": False, "batch_size": 8}
+
+
+@pytest.mark.parametrize("kind", PSEUDO_KINDS)
+def test_pseudo_anomaly_shapes_and_masks(kind):
+    rng = np.random.default_rng(0)
+    image = (np.random.default_rng(1).random((80, 120, 3)) * 60 + 100).astype(np.uint8)
+    out, mask = pseudo_anomaly(image, rng, kind, min_size=0.05, max_size=0.1)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert mask.shape == (80, 120) and mask.dtype == bool and mask.any()
+    assert mask.mean() < 0.3  # a defect, not a new image
+    changed = (np.abs(out.astype(int) - image) > 8).any(axis=2)
+    assert changed[mask].all() and not changed[~mask].any()  # the mask is exactly what changed visibly
+
+
+def test_pseudo_anomaly_refuses_bad_input():
+    with pytest.raises(DataError, match="uint8"):
+        pseudo_anomaly(np.zeros((8, 8), np.float32), np.random.default_rng(0))
+    with pytest.raises(DataError, match="kind"):
+        pseudo_anomaly(np.zeros((8, 8, 3), np.uint8), np.random.default_rng(0), kind="dent")
+
+
+def test_resize_mask_keeps_thin_defects():
+    mask = np.zeros((256, 256), bool)
+    mask[100:102, 20:200] = True  # a 2 px line, 4x downscaled
+    small = resize_mask(mask, 64, 64)
+    assert small.shape == (64, 64) and small.any()
+
+
+def test_geometry_keeps_aspect_and_tiles_large_images():
+    assert base_frame([(1024, 256)], 256) == (64, 256)  # an elongated part is not squashed
+    assert [c.tiles for c in geometry_candidates([(200, 200)], 256)] == [(1, 1)]
+    tiled = geometry_candidates([(640, 640)], 256)[-1]
+    assert tiled.tiles == (3, 3) and tiled.image_size == (672, 672)  # tiles of 224 px, near the base size
+    huge = geometry_candidates([(4000, 4000)], 256)[-1]
+    assert huge.tiles == (3, 3) and huge.tile_size == (320, 320)  # bounded cost
+
+
+def test_holdout_plan_cross_fits_small_sets():
+    assert holdout_plan(40, 0.2)["method"] == "cross-fit"
+    big = holdout_plan(500, 0.2)
+    assert big["method"] == "held-out" and big["n_heldout"] == 100
+
+
+def test_tiles_and_stitch_are_inverse_layouts():
+    model = PatchCore(image_size=(64, 128), tiles=(1, 2), pretrained=False)
+    images = torch.arange(2 * 3 * 64 * 128, dtype=torch.float32).reshape(2, 3, 64, 128)
+    tiles = model.tile(images)
+    assert tiles.shape == (4, 3, 64, 64)
+    assert torch.equal(tiles[1], images[0, :, :, 64:]) and torch.equal(tiles[2], images[1, :, :, :64])
+    grid = torch.arange(4 * 8 * 8, dtype=torch.float32).reshape(4, 8, 8)
+    stitched = model.stitch(grid)
+    assert stitched.shape == (2, 8, 16) and torch.equal(stitched[0, :, 8:], grid[1])
+
+
+def test_tiles_config_is_checked():
+    with pytest.raises(ConfigError, match="tiles"):
+        AnomalyDetection(image_size=[64, 96], tiles=[1, 2])  # 48 px tiles
+    with pytest.raises(ConfigError, match="patchcore"):
+        AnomalyDetection(model="padim", image_size=[64, 128], tiles=[1, 2])
+
+
+@pytest.fixture(scope="module")
+def plain_root(tmp_path_factory) -> Path:
+    return make_anomaly_dataset(tmp_path_factory.mktemp("auto"), n_train=12, n_test_good=3, n_test_per_defect=2,
+                                size=64, seed=3)
+
+
+def test_tiled_model_torch_and_onnx_agree(plain_root, tmp_path):
+    task = AnomalyDetection(auto=False, image_size=[64, 128], tiles=[1, 2], training=QUIET)
+    task.fit(plain_root, out_dir=tmp_path / "m")
+    assert task.state["patch_grid"] == [8, 16]
+    x = torch.rand(3, 3, 64, 128) * 255
+    with torch.no_grad():
+        score, amap = task.torch_model(x)
+    out = task.runtime.run(images=x.numpy())
+    assert np.allclose(out["score"], score.numpy(), atol=1e-4)
+    assert np.allclose(out["anomaly_map"], amap.numpy(), atol=1e-4)
+    loaded = AnomalyDetection.load(tmp_path / "m")
+    files = sorted((plain_root / "test" / "good").iterdir())[:2]
+    assert np.allclose(loaded.score_images(files)[0], task.score_images(files)[0], atol=1e-6)
+
+
+def test_auto_false_keeps_the_fixed_defaults(plain_root):
+    task = AnomalyDetection(auto=False, image_size=64, training=QUIET).fit(plain_root)
+    assert "autoconfig" not in task.state and "bank_rule" not in task.state
+    assert task.config.image_size == 64 and task.config.tiles == 1 and task.config.feature_blocks == [4, 10]
+    assert task.metrics["n_heldout_good"] == 2 and task.metrics["threshold_images"] == "held-out"
+    stored = task.state["patches_per_image"] * task.metrics["n_train"]
+    assert task.state["bank_size"] == min(round(0.1 * stored), 1536)
+    # a model written before the option existed reads as auto false
+    assert AnomalyDetection.saved_config({"image_size": 64})["auto"] is False
+
+
+def test_search_picks_tiling_for_tiny_defects_on_large_images(tmp_path):
+    """Large textured images, defects of ~2 % of the side, a 64 px base frame: the pseudo-anomalies are lost when
+    the image is squashed to 64 px, so the search chooses tiles near the native resolution."""
+    root = make_anomaly_dataset(tmp_path / "big", n_train=12, n_test_good=2, n_test_per_defect=1, size=192, seed=4)
+    task = AnomalyDetection(image_size=64, min_defect_size=0.02, training=QUIET).fit(root, out_dir=tmp_path / "m")
+    chosen = task.state["autoconfig"]
+    assert chosen["tiles"] != [1, 1] and task.config.tiles == chosen["tiles"]
+    assert len(chosen["trials"]) >= 2 and sum(t["chosen"] for t in chosen["trials"]) == 1
+    assert chosen["data_used"].startswith("good training images only")
+    assert task.metrics["threshold_images"] == "cross-fit" and task.metrics["n_train"] == 12
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["config"]["tiles"] == chosen["tiles"] and "bank_rule" in manifest["state"]
+    assert task.image_spec.height == chosen["image_size"][0]
+    task.evaluate(root, report_dir=tmp_path / "report", examples=0)
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "Auto-configuration" in html and "pseudo image AUROC" in html
+
+
+def test_cli_auto_option(plain_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli import app
+
+    result = CliRunner().invoke(app, ["train", "anomaly-detection", "--data", str(plain_root), "--out",
+                                      str(tmp_path / "m"), "--auto", "false", "--image-size", "64", "--quiet"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["config"]["auto"] is False and "autoconfig" not in manifest["state"]
