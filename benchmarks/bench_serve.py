@@ -120,12 +120,15 @@ def over_mqtt(shopfloor: str, model_dir: Path, db: str, images: list[bytes], rou
                               stderr=subprocess.PIPE, text=True)
     # distinct payloads (a repeated payload on one topic is a duplicate by design): one topic per round
     messages = [(f"{prefix}/camera/{r}", data) for r in range(rounds) for data in images]
-    done, lock, results = threading.Event(), threading.Lock(), {}
+    done, warm, lock, results = threading.Event(), threading.Event(), threading.Lock(), {}
     subscribed = threading.Event()
 
     def on_message(client, userdata, message) -> None:
         body = json.loads(message.payload)
         with lock:
+            if body["topic"].endswith("/warmup"):
+                warm.set()
+                return
             results[body["key"]] = body
             if len(results) >= len(messages):
                 done.set()
@@ -140,13 +143,10 @@ def over_mqtt(shopfloor: str, model_dir: Path, db: str, images: list[bytes], rou
     client.loop_start()
     try:
         subscribed.wait(10)
-        time.sleep(8)  # the worker loads the model and subscribes (its session then queues what we publish)
-        client.publish(f"{prefix}/camera/warmup", images[0], qos=1).wait_for_publish(10)
         deadline = time.monotonic() + 120
-        while len(results) < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with lock:
-            results.clear()
+        while not warm.is_set() and time.monotonic() < deadline:  # until the worker is up and has answered
+            client.publish(f"{prefix}/camera/warmup", images[0], qos=1).wait_for_publish(10)
+            warm.wait(2)
         cpu, start = time.process_time(), time.perf_counter()
         for topic, data in messages:
             client.publish(topic, data, qos=1)

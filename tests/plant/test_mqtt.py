@@ -500,3 +500,51 @@ def test_stream_from_the_command_line(model, shared_broker, tmp_path):
             break
         time.sleep(0.1)
     assert len({r["record_id"] for r in results}) == 3
+
+
+@pytest.fixture(scope="module")
+def signal_model(tmp_path_factory):
+    """A tiny fault-diagnosis model (input kind "signal": messages are JSON arrays, scored in batches)."""
+    import numpy as np
+
+    from shopfloor.core.registry import load
+    from shopfloor.maintenance.fault_diagnosis import FaultDiagnosis
+    from shopfloor.maintenance.fault_diagnosis.simulator import write_bearing_dataset
+
+    root = tmp_path_factory.mktemp("mqtt-signal")
+    signals = write_bearing_dataset(root / "signals", recordings_per_class=1, duration_s=1.0, seed=0)
+    FaultDiagnosis(sampling_rate=12_000, segment_length=512, train_stride=64, eval_stride=256,
+                   training={"epochs": 1, "batch_size": 64, "progress": False, "device": "cpu"}).fit(
+        signals, out_dir=root / "bearing")
+    recordings = [np.load(p) for p in sorted(Path(signals).rglob("*.npy"))]
+    segments = [r[start:start + 1024] for r in recordings for start in (0, 2048)]
+    return load(root / "bearing", device="cpu"), segments
+
+
+def test_waiting_messages_are_scored_together_and_a_bad_one_refused_alone(signal_model, store, shared_broker):
+    """Messages that queued while the worker was away arrive in a burst: scored in batches, each result equal to
+    scoring it alone; the one bad payload among them is refused, its neighbours are recorded."""
+    task, segments = signal_model
+    prefix = f"test/{uuid.uuid4().hex[:8]}"
+    config = _config(shared_broker, prefix)
+    Worker(task, store, **config).join()  # the session exists: the broker queues for it from now on
+    messages = [(f"{prefix}/in/{i}", json.dumps(s.tolist()).encode()) for i, s in enumerate(segments)]
+    bad = (f"{prefix}/in/bad", b'[[1.0, 2.0], [3.0]]')  # ragged: not a (samples, channels) array
+    messages.insert(len(messages) // 2, bad)
+    results = Results(shared_broker, f"results/{prefix}/#")
+    try:
+        publish(shared_broker, messages)
+        worker = Worker(task, store, **config)
+        _until(lambda: len(results.results()) + len(results.errors()) >= len(messages), 60, "every result")
+        worker.join()
+        alone = {f"{prefix}/in/{i}": task.predict([s])[0] for i, s in enumerate(segments)}
+        got = {body["topic"]: body for body in results.results()}
+        assert set(got) == set(alone)
+        for topic, body in got.items():
+            assert body["result"]["label"] == alone[topic]["label"]
+            assert body["result"]["confidence"] == pytest.approx(alone[topic]["confidence"], abs=1e-5)
+        assert [e["topic"] for e in results.errors()] == [bad[0]]
+        assert worker.stream.stats.largest_batch > 1 and worker.stream.stats.refused == 1
+        assert store.count() == len(segments)
+    finally:
+        results.close()

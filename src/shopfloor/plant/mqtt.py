@@ -20,7 +20,9 @@ result and only then acknowledges the message. So:
   has since dropped are still recorded but never acknowledged on the new one (message ids belong to a
   connection), so their redelivery becomes a duplicate, not a lost or a wrongly acknowledged message.
 
-Messages are processed one at a time per worker; the broker never has more than ``max_inflight`` unacknowledged
+Image and signal messages already waiting are scored together (``max_batch``, one ``predict`` call; if one payload
+is bad each is retried alone, so only that one is refused), then recorded, published and acknowledged one by one
+in order; table messages one at a time. The broker never has more than ``max_inflight`` unacknowledged
 messages out to one worker (MQTT 5 Receive Maximum). To scale out, start N workers with distinct client ids in
 one shared-subscription ``group`` (``$share/GROUP/filter``): the broker spreads messages over them.
 
@@ -72,6 +74,7 @@ class StreamConfig:
     model: str | None = None  # the record's model name; default the model directory's name
     session_expiry: int = 86_400  # seconds the broker keeps the session (and queues messages) while away
     max_inflight: int = 16  # MQTT 5 Receive Maximum: unacknowledged messages out to this worker at most
+    max_batch: int = 16  # image/signal models: messages already waiting are scored together, this many at most
     keepalive: int = 30
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
@@ -101,8 +104,9 @@ class StreamConfig:
             if topic_matches_sub(topic_filter, result) or topic_matches_sub(topic_filter, result + "/errors"):
                 raise ConfigError(f"publish {self.publish!r}: results for {sample!r} would go to {result!r}, "
                                   f"which the filter {topic_filter!r} reads back; publish outside the inputs")
-        if self.max_inflight < 1 or self.session_expiry < 0 or self.keepalive < 5:
-            raise ConfigError("max_inflight must be >= 1, session_expiry >= 0 and keepalive >= 5 seconds")
+        if self.max_inflight < 1 or self.max_batch < 1 or self.session_expiry < 0 or self.keepalive < 5:
+            raise ConfigError("max_inflight and max_batch must be >= 1, session_expiry >= 0 and keepalive >= 5 "
+                              "seconds")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s or not 0 < self.store_retry_min_s <= \
                 self.store_retry_max_s or self.publish_timeout_s <= 0:
             raise ConfigError("back-offs need 0 < min <= max seconds, and publish_timeout_s > 0")
@@ -129,6 +133,7 @@ class StreamStats:
     reconnects: int = 0
     store_retries: int = 0  # commits retried while the record store was unavailable
     unacked: int = 0  # processed, but their connection dropped first: the broker redelivers them
+    largest_batch: int = 0  # most messages scored in one predict call
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -145,6 +150,7 @@ class MqttStream:
         self.model, self.artifact_hash = stream_identity(task, config.model)
         self.client_id = config.client_id or f"shopfloor-{self.model}-{config.worker}"
         self.stats = StreamStats()
+        self._batching = task.input_kind in ("image", "signal")  # one result row per input: safe to merge
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()  # guards _generation/_connected against acks racing a reconnect
         self._generation = 0  # +1 on every connect and disconnect: a message is acked on its own connection only
@@ -234,11 +240,18 @@ class MqttStream:
         try:
             while not self._stop.is_set() and not self._aborted and (max_messages is None or handled < max_messages):
                 try:
-                    message, generation = self._queue.get(timeout=0.1)
+                    batch = [self._queue.get(timeout=0.1)]
                 except queue.Empty:
                     continue
-                self._handle(message, generation)
-                handled += 1
+                room = self.config.max_batch if max_messages is None else min(self.config.max_batch,
+                                                                              max_messages - handled)
+                while self._batching and len(batch) < room:
+                    try:
+                        batch.append(self._queue.get_nowait())  # only what is already here: no waiting for company
+                    except queue.Empty:
+                        break
+                self._handle_batch(batch)
+                handled += len(batch)
         finally:
             if not self._aborted:
                 client.disconnect()  # a normal DISCONNECT: the broker keeps the session and queues for us
@@ -264,15 +277,42 @@ class MqttStream:
                 pass
             sock.close()
 
-    # ----------------------------------------------------------------- one message
-    def _handle(self, message: Any, generation: int) -> None:
-        payload = bytes(message.payload)
-        digest = hashlib.sha256(payload).hexdigest()
-        key = record_key(message.topic, digest)  # a very long topic: keyed by its hash
-        result_topic = self.config.publish.format(topic=message.topic)
+    # ----------------------------------------------------------------- messages
+    def _handle_batch(self, batch: list[tuple[Any, int]]) -> None:
+        """Score messages together (one row per input), then record, publish and acknowledge each in order.
+
+        If the batch fails (one bad payload refuses a whole ``predict`` call), each message is handled alone, so
+        only the bad one is refused, with its own error."""
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        if len(batch) == 1:
+            self._handle(*batch[0])
+            return
         started = time.perf_counter()
         try:
-            rows, fingerprint = self._predict(payload, self._content_type(message))
+            rows, fingerprints = self._predict([bytes(m.payload) for m, _ in batch],
+                                               [self._content_type(m) for m, _ in batch])
+        except Exception:  # noqa: BLE001 - retried one by one below, where the error is reported
+            rows = []
+        if len(rows) != len(batch):
+            for message, generation in batch:
+                self._handle(message, generation)
+            return
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        for (message, generation), row, fingerprint in zip(batch, rows, fingerprints):
+            self._deliver(message, generation, [row], fingerprint, latency_ms)
+
+    def _addresses(self, message: Any) -> tuple[str, str]:
+        """The record key (input topic + payload SHA-256) and the result topic of a message."""
+        key = record_key(message.topic, hashlib.sha256(bytes(message.payload)).hexdigest())  # long topic: hashed
+        return key, self.config.publish.format(topic=message.topic)
+
+    def _handle(self, message: Any, generation: int) -> None:
+        key, result_topic = self._addresses(message)
+        started = time.perf_counter()
+        try:
+            rows, fingerprints = self._predict([bytes(message.payload)], [self._content_type(message)])
+            if not rows:
+                raise ShopfloorError("the model gave no result for this message")
         except ShopfloorError as exc:
             self._refuse(message, generation, result_topic, key, str(exc))
             return
@@ -281,7 +321,13 @@ class MqttStream:
             self._refuse(message, generation, result_topic, key, f"internal error: {type(exc).__name__}: {exc}",
                          warn=False)
             return
-        latency_ms = (time.perf_counter() - started) * 1000.0
+        self._deliver(message, generation, rows, fingerprints[0], (time.perf_counter() - started) * 1000.0)
+
+    def _deliver(self, message: Any, generation: int, rows: list[dict[str, Any]], fingerprint: str,
+                 latency_ms: float) -> None:
+        """Record the rows of one message once, publish its result, then acknowledge it."""
+        payload = bytes(message.payload)
+        key, result_topic = self._addresses(message)
         try:
             stored = self._commit(rows, key, fingerprint, message.topic, latency_ms, payload)
         except ShopfloorError as exc:  # the store refused the record itself (RecordStoreUnavailable is retried)
@@ -307,20 +353,26 @@ class MqttStream:
         properties = getattr(message, "properties", None)
         return getattr(properties, "ContentType", None) if properties is not None else None
 
-    def _predict(self, payload: bytes, content_type: str | None) -> tuple[list[dict[str, Any]], str]:
-        """The rows ``predict`` gives for one payload, and the input's fingerprint (as the server computes it)."""
-        if payload.lstrip()[:1] in (b"{", b"["):
-            obj = parse_json(payload)
-            fingerprint = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-            rows = self.task.predict([from_json(self.task, obj)])
-        else:
-            fingerprint = hashlib.sha256(payload).hexdigest()
-            with input_files(self.task, [(payload, None, content_type)]) as paths:
-                rows = self.task.predict([str(p) for p in paths])
-        rows = to_jsonable(rows)
-        if not rows:
-            raise ShopfloorError("the model gave no result for this message")
-        return rows, fingerprint
+    def _predict(self, payloads: list[bytes], content_types: list[str | None]) -> tuple[list[dict[str, Any]],
+                                                                                     list[str]]:
+        """The rows of one ``predict`` call over the payloads (JSON bodies by the task's JSON form, files through
+        its own reader), and each input's fingerprint (as the server computes it)."""
+        inputs: list[Any] = [None] * len(payloads)
+        fingerprints = [""] * len(payloads)
+        files = []
+        for i, payload in enumerate(payloads):
+            if payload.lstrip()[:1] in (b"{", b"["):
+                obj = parse_json(payload)
+                fingerprints[i] = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+                inputs[i] = from_json(self.task, obj)
+            else:
+                fingerprints[i] = hashlib.sha256(payload).hexdigest()
+                files.append(i)
+        with input_files(self.task, [(payloads[i], None, content_types[i]) for i in files]) as paths:
+            for i, path in zip(files, paths):
+                inputs[i] = str(path)
+            rows = self.task.predict(inputs)
+        return to_jsonable(rows), fingerprints
 
     def _commit(self, rows: list[dict[str, Any]], key: str, fingerprint: str, topic: str, latency_ms: float,
                 payload: bytes) -> list[tuple[int, bool]] | None:
