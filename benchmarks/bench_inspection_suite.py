@@ -14,6 +14,7 @@ those). Dataset root: $SHOPFLOOR_DATASETS (default <repo>/../shared/datasets).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import datasets_dir, fit_evaluate_classification, write_result  # noqa: E402
+from common import RESULTS, datasets_dir, fit_evaluate_classification, write_result  # noqa: E402
 
 
 def anomaly_sets(root: Path) -> list[Path]:
@@ -56,7 +57,8 @@ def run_anomaly(path: Path, auto: bool) -> dict:
            "image_f1": m["image_f1"], "false_alarm_rate": m["false_alarm_rate"], "miss_rate": m["miss_rate"],
            "n_test": m["n_test"], "fit_seconds": round(fit_s, 1), "load_average_1min_before_fit": load_before,
            "load_average_1min_after": os.getloadavg()[0], "image_size": task.state["image_spec"],
-           "bank_size": task.state.get("bank_size"), "warnings": task.state.get("warnings", [])}
+           "bank_size": task.state.get("bank_size"), "warnings": task.state.get("warnings", []),
+           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if "autoconfig" in task.state:
         out["autoconfig"] = task.state["autoconfig"]
     print(f"{path.name} auto={auto}: image AUROC {m['image_auroc']:.3f} pixel AUROC {m['pixel_auroc']:.3f} "
@@ -82,7 +84,8 @@ def run_classification(path: Path) -> dict:
           f"train {timing['train_seconds']:.0f} s (load {load_before:.2f})", flush=True)
     return {"protocol": protocol, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n_train": len(train.paths),
             "n_test": m["n_test"], "train_seconds": round(timing["train_seconds"], 1),
-            "load_average_1min_before_fit": load_before, "load_average_1min_after": os.getloadavg()[0]}
+            "load_average_1min_before_fit": load_before, "load_average_1min_after": os.getloadavg()[0],
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def main() -> None:
@@ -105,10 +108,19 @@ def main() -> None:
         if only and path.name not in only:
             continue
         results["classification"][path.name] = run_classification(path)
-    name = "inspection_suite" if not only else "inspection_suite_" + "_".join(sorted(only))
-    write_result(name, {"datasets": str(root), "results": results,
-                        "note": "fixed = --auto false (the defaults before issue 12); auto = the defaults now. "
-                                "Test images are used only for these figures, never for a choice."})
+    if only:  # a partial run updates its sets in the last full file (each set keeps its own date and load)
+        previous = RESULTS / "inspection_suite.json"
+        if previous.exists():
+            kept = json.loads(previous.read_text()).get("results", {})
+            for kind in results:
+                for set_name, figures in kept.get(kind, {}).items():
+                    if set_name not in only:
+                        results[kind][set_name] = figures
+    write_result("inspection_suite", {
+        "datasets": str(root), "results": results,
+        "command": "flock /tmp/shopfloor-cpu.lock .venv/bin/python benchmarks/bench_inspection_suite.py",
+        "note": "fixed = --auto false (the defaults before issue 12); auto = the defaults now. Test images are used "
+                "only for these figures, never for a choice. Each set records its own date and load average."})
 
 
 if __name__ == "__main__":

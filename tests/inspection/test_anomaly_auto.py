@@ -137,3 +137,19 @@ def test_cli_auto_option(plain_root, tmp_path):
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["config"]["auto"] is False and "autoconfig" not in manifest["state"]
+
+
+def test_cross_fit_scores_from_the_store_equal_a_second_pass(plain_root):
+    """Cross-fitting scores each fold from the stored features instead of decoding and extracting again."""
+    from shopfloor.inspection.layouts import read_anomaly_data
+
+    task = AnomalyDetection(auto=False, image_size=[64, 128], tiles=[1, 2], training=QUIET).fit(plain_root)
+    model = task.torch_model
+    good = read_anomaly_data(plain_root, need="train").train
+    extract = task._feature_extractor(model)
+    with torch.no_grad():
+        store, keep = task._fit_patchcore(model, good, extract)
+        stored = task._stored_scores(model, store, keep, np.array([1, 3]))
+        again = task._raw_scores(model, [good[1], good[3]], extract, "scoring")
+    assert np.allclose(stored[0], again[0], atol=1e-3)
+    assert np.allclose(stored[1], again[1], atol=0.05)  # sqrt of near-zero distances amplifies rounding

@@ -9,7 +9,7 @@ What is chosen, and how:
 - **Feature blocks** (searched on the chosen geometry): the default mid-level pair (4, 10) and a finer pair
   (2, 4) (stride 4), the finer one only when its nearest-neighbour cost stays inside the latency budget.
 - **Smoothing** (searched, no extra feature extraction): sigma of the anomaly-map Gaussian, relative to the
-  patch stride.
+  patch stride (ties go to half a stride, the fixed default's ratio).
 - **Memory bank** (rule): ``coreset_ratio`` of the training patches, capped so that the nearest-neighbour search
   costs at most ``bank_flops_ratio`` times the backbone's own FLOPs per image, and by ``bank_memory_mb``.
 - **Held-out images** (rule, :func:`holdout_plan`): few good images -> every one of them goes into the bank and
@@ -232,8 +232,12 @@ def evaluate_candidate(candidate: Candidate, data: PseudoValidation, build: Buil
         labels = np.r_[np.zeros(len(gs)), np.ones(len(bs))]
         image_auroc = float(roc_auc_score(labels, np.r_[gs.numpy(), bs.numpy()]))
         pixel_auroc = _pixel_auroc(gm.numpy(), bm.numpy(), masks, seed)
-        results.append({"sigma": sigma, "image_auroc": round(image_auroc, 4), "pixel_auroc": round(pixel_auroc, 4)})
-    results.sort(key=lambda r: -(r["image_auroc"] + r["pixel_auroc"]))
+        results.append({"sigma": sigma, "rel": rel, "image_auroc": round(image_auroc, 4),
+                        "pixel_auroc": round(pixel_auroc, 4)})
+    # best criterion first; within TIE of it, the sigma nearest half a stride (the fixed default's ratio) wins
+    top = max(r["image_auroc"] + r["pixel_auroc"] for r in results)
+    results.sort(key=lambda r: (r["image_auroc"] + r["pixel_auroc"] < top - TIE, abs(r["rel"] - 0.5),
+                                -(r["image_auroc"] + r["pixel_auroc"])))
     return {"candidate": candidate.label(), "image_size": list(candidate.image_size), "tiles": list(candidate.tiles),
             "feature_blocks": list(candidate.blocks), "bank_size": size, **results[0],
             "sigmas": results, "seconds": round(time.perf_counter() - start, 1),

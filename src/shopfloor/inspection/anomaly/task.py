@@ -390,6 +390,24 @@ class AnomalyDetection(Task):
             self.state["bank_rule"] = {**figures, "size": int(size), "n_training_patches": int(n_patches)}
         return size
 
+    @staticmethod
+    def _stored_scores(model: PatchCore, store: torch.Tensor, keep: int, images: np.ndarray,
+                       chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores and maps of the ``images`` (positions in the store) from their stored features, which hold
+        every patch (tile-major, row-major within a tile), as ``extract(model.tile(batch))`` gave them."""
+        th, tw = model.extractor.grid
+        n_tiles = model.tiles[0] * model.tiles[1]
+        c = store.shape[1]
+        scores, maps = [], []
+        for start in range(0, len(images), chunk):
+            part = images[start:start + chunk]
+            rows = torch.cat([store[i * keep:(i + 1) * keep] for i in part])
+            feats = rows.reshape(len(part) * n_tiles, th, tw, c).permute(0, 3, 1, 2)
+            s, m = model.head.raw(model.stitch(model.feature_scores(feats)))
+            scores.append(s.numpy())
+            maps.append(m.numpy())
+        return np.concatenate(scores), np.concatenate(maps)
+
     def _cross_fit_scores(self, model: PatchCore, source: list[Path] | np.ndarray, store: torch.Tensor, keep: int,
                           extract: Extractor, folds: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw scores and maps of every bank image, each from a bank built without its fold (then the full bank is
@@ -409,7 +427,10 @@ class AnomalyDetection(Task):
             size = self._bank_size(model, int((fold_of != f).sum()) * per_image, len(kept), record=False)
             chosen = greedy_coreset(kept, size, cfg.coreset_projection_dim, seed=cfg.training.seed + 1 + f)
             model.set_memory_bank(kept[chosen].clone())
-            s, m = self._raw_scores(model, pick(inside), extract, f"cross-fitting fold {f + 1}/{folds}")
+            if keep == per_image:  # every patch of every image is stored: score the fold from the store
+                s, m = self._stored_scores(model, store, keep, inside)
+            else:
+                s, m = self._raw_scores(model, pick(inside), extract, f"cross-fitting fold {f + 1}/{folds}")
             if maps is None:
                 maps = np.zeros((n, *m.shape[1:]), np.float32)
             scores[inside], maps[inside] = s, m
