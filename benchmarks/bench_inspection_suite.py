@@ -112,10 +112,11 @@ def main() -> None:
         previous = RESULTS / "inspection_suite.json"
         if previous.exists():
             kept = json.loads(previous.read_text()).get("results", {})
-            for kind in results:
-                for set_name, figures in kept.get(kind, {}).items():
-                    if set_name not in only:
-                        results[kind][set_name] = figures
+            for set_name, figures in kept.get("classification", {}).items():
+                results["classification"].setdefault(set_name, figures)
+            for set_name, modes_run in kept.get("anomaly", {}).items():
+                for mode, figures in modes_run.items():
+                    results["anomaly"].setdefault(set_name, {}).setdefault(mode, figures)
     write_result("inspection_suite", {
         "datasets": str(root), "results": results,
         "command": "flock /tmp/shopfloor-cpu.lock .venv/bin/python benchmarks/bench_inspection_suite.py",
