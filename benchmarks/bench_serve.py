@@ -120,7 +120,7 @@ def over_mqtt(shopfloor: str, model_dir: Path, db: str, images: list[bytes], rou
                               stderr=subprocess.PIPE, text=True)
     # distinct payloads (a repeated payload on one topic is a duplicate by design): one topic per round
     messages = [(f"{prefix}/camera/{r}", data) for r in range(rounds) for data in images]
-    done, warm, lock, results = threading.Event(), threading.Event(), threading.Lock(), {}
+    done, warm, lock, results = threading.Event(), threading.Event(), threading.Lock(), []
     subscribed = threading.Event()
 
     def on_message(client, userdata, message) -> None:
@@ -129,7 +129,7 @@ def over_mqtt(shopfloor: str, model_dir: Path, db: str, images: list[bytes], rou
             if body["topic"].endswith("/warmup"):
                 warm.set()
                 return
-            results[body["key"]] = body
+            results.append(body)  # one result per message (a repeated image is a duplicate: its first record)
             if len(results) >= len(messages):
                 done.set()
 
@@ -157,8 +157,9 @@ def over_mqtt(shopfloor: str, model_dir: Path, db: str, images: list[bytes], rou
         client.disconnect()
         worker.terminate()
         worker.wait(timeout=60)
-    errors = [r for r in results.values() if "error" in r]
-    return {"messages": len(messages), "results": len(results), "errors": len(errors), "finished": finished,
+    errors = [r for r in results if "error" in r]
+    return {"messages": len(messages), "distinct_payloads": len(set(messages)), "results": len(results),
+            "errors": len(errors), "finished": finished,
             "messages_per_second": round(len(results) / wall, 1), "client_cpu_ms_per_message":
             round(cpu / len(messages) * 1000, 2), "topics": f"{prefix}/camera/<round>"}
 
@@ -219,7 +220,9 @@ def main() -> None:
         level["ratio_to_in_process"] = round(level["images_per_second"] / local, 3)
     if mqtt_figures is not None:
         mqtt_figures["ratio_to_in_process"] = round(mqtt_figures["messages_per_second"] / local, 3)
-        mqtt_figures["every_message_recorded_once"] = mqtt_figures["records_committed"] == mqtt_figures["messages"] + 1
+        # one record per distinct (topic, payload), plus the warm-up: MPDD's test set repeats 10 of its images
+        mqtt_figures["every_message_recorded_once"] = \
+            mqtt_figures["records_committed"] == mqtt_figures["distinct_payloads"] + 1
     by = {lvl["concurrency"]: lvl for lvl in levels}
     sent = sum(lvl["requests"] for lvl in levels) + 8
     figures = {
