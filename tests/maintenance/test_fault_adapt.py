@@ -131,3 +131,16 @@ def test_models_saved_before_the_normalization_option_use_dataset_statistics():
     stored = FaultDiagnosis().config.model_dump(mode="json")
     del stored["normalization"]
     assert FaultDiagnosis(FaultDiagnosis.saved_config(stored)).config.normalization == "dataset"
+
+
+def test_equalizer_and_speed_augmentation_keep_shape_and_are_identity_at_zero():
+    from shopfloor.maintenance.fault_diagnosis.augment import SignalAugment, random_equalizer, random_speed
+
+    x = torch.randn(3, 2, SEGMENT)
+    torch.testing.assert_close(random_speed(x, 0.0), x)
+    torch.testing.assert_close(random_equalizer(x, 0.0), x, atol=1e-5, rtol=0)
+    tone = torch.sin(torch.arange(SEGMENT) * 0.3).repeat(3, 1, 1)
+    faster = random_speed(tone, 0.1)  # a changed speed moves the tone's frequency, not its amplitude
+    assert faster.shape == tone.shape and not torch.allclose(faster, tone) and faster.abs().max() <= 1.0 + 1e-6
+    out = SignalAugment((0.0, 10.0), 0.5, (0.9, 1.1), equalizer_db=6.0, speed_change=0.04)(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()

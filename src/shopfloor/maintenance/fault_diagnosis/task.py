@@ -77,6 +77,13 @@ class FaultDiagnosisConfig(StrictModel):
     noise_probability: float = Field(0.9, ge=0, le=1)
     scale_min: float = Field(0.8, gt=0)
     scale_max: float = Field(1.2, gt=0)
+    equalizer_db: float = Field(6.0, ge=0, description="random smooth equaliser within +-N dB on training batches "
+                                "(another transfer path or resonance, as another load gives); 0 = off")
+    speed_change: float = Field(0.04, ge=0, lt=0.5, description="random speed change within +-this fraction on "
+                                "training batches (fault frequencies follow the shaft speed, which drops with load); "
+                                "0 = off")
+    distortion_probability: float = Field(0.5, ge=0, le=1, description="share of training examples given the "
+                                          "equaliser / speed change (each drawn separately)")
     class_weighting: Literal["balanced", "none"] = "balanced"
     training: FaultTrainingConfig = FaultTrainingConfig()
 
@@ -113,7 +120,7 @@ class FaultDiagnosis(Task):
     input_suffixes = (".npy", ".wav", ".csv", ".mat")
     Config = FaultDiagnosisConfig
     EvaluateOptions = FaultDiagnosisEvaluateOptions
-    predates = {"normalization": "dataset"}
+    predates = {"normalization": "dataset", "equalizer_db": 0.0, "speed_change": 0.0, "distortion_probability": 1.0}
 
     @property
     def classes(self) -> list[str]:
@@ -166,8 +173,8 @@ class FaultDiagnosis(Task):
     def augmentation(self) -> SignalAugment | None:
         """The training batches' noise and scaling augmentation (``None`` with ``augment=False``)."""
         cfg = self.config
-        return SignalAugment((cfg.snr_db_min, cfg.snr_db_max), cfg.noise_probability,
-                             (cfg.scale_min, cfg.scale_max)) if cfg.augment else None
+        return SignalAugment((cfg.snr_db_min, cfg.snr_db_max), cfg.noise_probability, (cfg.scale_min, cfg.scale_max),
+                             cfg.equalizer_db, cfg.speed_change, cfg.distortion_probability) if cfg.augment else None
 
     # ----------------------------------------------------------------- verbs
     def fit(self, data: str | Path | Sequence[Recording], out_dir: str | Path | None = None) -> "FaultDiagnosis":
