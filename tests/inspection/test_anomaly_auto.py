@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from shopfloor.core.errors import ConfigError, DataError
-from shopfloor.inspection.anomaly.autoconfig import Candidate, base_frame, geometry_candidates, holdout_plan
+from shopfloor.inspection.anomaly.autoconfig import base_frame, geometry_candidates, holdout_plan
 from shopfloor.inspection.anomaly.patchcore import PatchCore
 from shopfloor.inspection.anomaly.pseudo import PSEUDO_KINDS, pseudo_anomaly, resize_mask
 from shopfloor.inspection.anomaly.task import AnomalyDetection

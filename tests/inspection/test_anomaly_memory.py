@@ -18,7 +18,7 @@ CHILD = textwrap.dedent("""
     cap = int(sys.argv[1])
     rng = np.random.default_rng(0)
     images = rng.integers(90, 170, size=(1000, 32, 32), dtype=np.uint8)  # upsampled to 128 px in fit
-    task = AnomalyDetection(image_size=128, feature_blocks=[2], max_bank_size=64, feature_memory_mb=cap,
+    task = AnomalyDetection(image_size=128, feature_blocks=[2], max_bank_size=64, feature_memory_mb=cap, auto=False,
                             training={"progress": False, "batch_size": 16, "val_fraction": 0.02})
     before = psutil.Process().memory_info().rss / 2**20
     task.fit(images)

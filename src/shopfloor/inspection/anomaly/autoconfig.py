@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -290,9 +290,3 @@ def search(data: PseudoValidation, sizes: Sequence[tuple[int, int]], long_side: 
     return SearchResult(best_candidate, best["sigma"], trials, len(data.fit_images), len(data.val_images),
                         len(data.pseudo), time.perf_counter() - start)
 
-
-def to_jsonable_result(result: SearchResult) -> dict:
-    """The search result as plain JSON types (for the artifact)."""
-    out = result.to_state()
-    out["chosen"] = asdict(result.chosen)
-    return out
