@@ -165,7 +165,15 @@ def over_mqtt(shopfloor: str, model_dir: Path, db: str, images: list[bytes], rou
 
 
 def main() -> None:
+    import argparse
+
     import httpx
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--auto", choices=["true", "false"], default="true",
+                        help="fit with the auto-configuration (default) or today's fixed defaults (--auto false); "
+                             "false writes serve_fixed.json")
+    auto = parser.parse_args().auto == "true"
 
     from shopfloor.inspection.anomaly import AnomalyDetection
     from shopfloor.inspection.layouts import read_anomaly_data
@@ -177,7 +185,7 @@ def main() -> None:
     shopfloor = str(Path(sys.executable).parent / "shopfloor")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         model_dir = Path(tmp) / "metal_plate"
-        task = AnomalyDetection(training={"progress": False, "device": "cpu"}).fit(root, out_dir=model_dir)
+        task = AnomalyDetection(auto=auto, training={"progress": False, "device": "cpu"}).fit(root, out_dir=model_dir)
         local_before = in_process(task, paths)
         print(f"in process: {local_before:.1f} images/s", flush=True)
         port = free_port()
@@ -227,7 +235,8 @@ def main() -> None:
     sent = sum(lvl["requests"] for lvl in levels) + 8
     figures = {
         "dataset": str(root),
-        "protocol": f"PatchCore defaults (256 px) fitted on MPDD metal_plate train/good; {len(paths)} test images; "
+        "protocol": f"PatchCore defaults ({'auto-configured' if auto else 'fixed: --auto false, 256 px'}) fitted on "
+                    f"MPDD metal_plate train/good; {len(paths)} test images; "
                     f"in process: task.predict on batches of 16 files, {ROUNDS} passes, before and after the network "
                     f"runs (reference = mean); HTTP: `shopfloor serve` subprocess (SQLite records, micro-batching "
                     f"max 16 / 5 ms), one image per multipart request over keep-alive connections from one asyncio "
@@ -245,7 +254,8 @@ def main() -> None:
                           "p99_over_p50_at_8": by[8]["p99_ms"] <= 3 * by[8]["p50_ms"],
                           "every_request_recorded": recorded == sent},
     }
-    write_result("serve", figures)
+    figures["model"] = {"auto": auto, "choices": task.state.get("autoconfig")}
+    write_result("serve" if auto else "serve_fixed", figures)
 
 
 if __name__ == "__main__":
