@@ -78,12 +78,14 @@ def missing_readings(histories: SensorHistories, units: np.ndarray, window: int)
 
 
 def widen_interval(out: dict[str, np.ndarray], factor: np.ndarray, open_upper: np.ndarray, cap: float) -> None:
-    """Scale each unit's interval half-width by ``factor`` around its estimate, in place; where ``open_upper``,
-    the interval becomes ``[0, max(upper, cap)]``."""
-    rul = out["rul"]
-    half = np.maximum(out["upper"] - rul, 0.0) * factor
-    out["upper"] = np.where(open_upper, np.maximum(rul + half, cap), rul + half)
-    out["lower"] = np.where(open_upper, 0.0, np.maximum(rul - half, 0.0))
+    """Scale each unit's distances from its estimate to the interval's bounds by ``factor``, in place (each side
+    on its own: an interval need not be symmetric, and a factor of 1 leaves it exactly as it was); where
+    ``open_upper``, the interval becomes ``[0, max(upper, cap)]``."""
+    rul, widened = out["rul"], factor != 1
+    upper = np.where(widened, rul + np.maximum(out["upper"] - rul, 0.0) * factor, out["upper"])
+    lower = np.where(widened, np.maximum(rul - np.maximum(rul - out["lower"], 0.0) * factor, 0.0), out["lower"])
+    out["upper"] = np.where(open_upper, np.maximum(upper, cap), upper)
+    out["lower"] = np.where(open_upper, 0.0, lower)
 
 
 def baseline_factor(y: np.ndarray, own: np.ndarray, estimated: np.ndarray, level: float) -> float:
