@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 CHILD = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     import numpy as np
     import psutil
     from shopfloor.inspection.anomaly.task import AnomalyDetection
@@ -22,7 +22,9 @@ CHILD = textwrap.dedent("""
                             training={"progress": False, "batch_size": 16, "val_fraction": 0.02})
     before = psutil.Process().memory_info().rss / 2**20
     task.fit(images)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's own peak. ru_maxrss would not do: Linux carries the forking parent's peak across exec,
+    # so a child of a large pytest process reported the parent's size
+    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
     print(json.dumps({"growth_mb": peak - before, "patches_per_image": task.state["patches_per_image"],
                       "subsampled": task.state["patches_subsampled"]}))
 """)
