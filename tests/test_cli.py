@@ -244,3 +244,9 @@ def test_sign_and_verify_from_the_command_line(workspace, tmp_path):
     other.write_bytes(os.urandom(32))
     result = invoke("predict", model, workspace / "test" / "crack", "--key-file", other)
     assert result.exit_code == 2 and "signature" in result.output
+
+
+def test_quiet_does_not_outlive_its_command_line(workspace):
+    """A --quiet invocation in the same process (a script, a notebook, a test run) leaves the next one talkative."""
+    assert "verified" not in invoke("--quiet", "info", workspace / "model").output
+    assert "verified" in invoke("info", workspace / "model").output

@@ -76,7 +76,7 @@ def _options(verbose: bool = VERBOSE, quiet: bool = QUIET,
              version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
                                           help="print the version and exit")) -> None:
     """Deep learning for the factory floor: train, evaluate, explain and deploy."""
-    setup_console(verbose, quiet)
+    setup_console(verbose, quiet, fresh=True)
 
 
 def _task_help(task_name: str) -> None:

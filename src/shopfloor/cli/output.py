@@ -51,15 +51,16 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def setup_console(verbose: bool = False, quiet: bool = False) -> None:
+def setup_console(verbose: bool = False, quiet: bool = False, fresh: bool = False) -> None:
     """Route the ``shopfloor`` logger and Python warnings to stderr; ``verbose`` shows library chatter too,
-    ``quiet`` keeps only warnings and errors."""
+    ``quiet`` keeps only warnings and errors. ``fresh`` (the start of a command line) forgets an earlier
+    invocation's ``--quiet`` in the same process; otherwise a command's ``--quiet`` adds to the global one."""
     from rich.logging import RichHandler
 
     if verbose:
         set_verbose(True)
-    if quiet:
-        _state["quiet"] = True
+    if quiet or fresh:
+        _state["quiet"] = quiet
     logger = logging.getLogger("shopfloor")
     if not any(isinstance(h, RichHandler) for h in logger.handlers):
         logger.addHandler(RichHandler(console=console, show_time=False, show_path=False, markup=False))
