@@ -128,7 +128,7 @@ class MicroBatcher:
     most ``max_wait_ms`` for company), so HTTP throughput stays close to in-process throughput.
 
     Only for tasks that give exactly one row per input (images, signals): their rows are split back by position.
-    Other tasks (tables: one row per record) run one request at a time.
+    Other tasks (tables: one row per record) are never merged: each request is its own model call.
 
     ``runners`` batches may be in flight at once (ONNX Runtime sessions are thread-safe): while one batch is in
     its serial steps (upsampling maps, building rows) the next is already being scored, so the cores do not idle
