@@ -130,3 +130,113 @@ def image_roc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     """(fpr, tpr, auc) for the report's ROC figure."""
     fpr, tpr, _ = roc_curve(np.asarray(labels).astype(int), scores)
     return fpr, tpr, float(roc_auc_score(np.asarray(labels).astype(int), scores))
+
+
+# ----------------------------------------------------------------------------------------------- streaming
+PIXEL_BINS = 16384  # bins of the streamed pixel metrics, evenly spaced in logit(score) over +-PIXEL_LOGIT_RANGE
+PIXEL_LOGIT_RANGE = 16.0  # float32 sigmoids saturate near logit 16.6; scores beyond fall in the end bins
+
+
+def logit_bin_edges(bins: int = PIXEL_BINS, logit_range: float = PIXEL_LOGIT_RANGE) -> np.ndarray:
+    """The ``bins - 1`` inner edges, in score space (0..1), of bins evenly spaced in ``logit(score)``: the
+    normalised anomaly maps are ``sigmoid((raw - threshold) / scale)``, so these are even steps of the raw score
+    around the threshold (0.5 is an edge)."""
+    return (1.0 / (1.0 + np.exp(-np.linspace(-logit_range, logit_range, bins - 1)))).astype(np.float64)
+
+
+class PixelMetricsAccumulator:
+    """Pixel AUROC, AUPRO and pixel F1 accumulated image by image, in memory independent of the number of images.
+
+    Scores are counted in :data:`PIXEL_BINS` bins (:func:`logit_bin_edges`): good pixels (outside the mask) and
+    defect pixels per bin, and per bin the PRO weight (each defect pixel adds 1 / its region's size, regions
+    8-connected as in :func:`pro_curve`). Pixel AUROC counts pixels sharing a bin as ties (half), AUPRO evaluates
+    the PRO curve at the bin edges (points of the exact curve) and integrates it like :func:`aupro`; pixel F1
+    counts at ``threshold`` exactly. With 16,384 bins the figures match the exact ones (:func:`pixel_metrics`)
+    within 1e-3 on the synthetic checks of the tests. Accumulators of disjoint image sets add (``a + b``).
+    """
+
+    def __init__(self, bins: int = PIXEL_BINS, threshold: float = 0.5, edges: np.ndarray | None = None):
+        self.edges = logit_bin_edges(bins) if edges is None else np.asarray(edges, dtype=np.float64)
+        size = len(self.edges) + 1
+        self.good = np.zeros(size, np.int64)
+        self.defect = np.zeros(size, np.int64)
+        self.pro_weight = np.zeros(size, np.float64)
+        self.n_regions = 0
+        self.threshold = threshold
+        self.tp = self.fp = self.fn = 0
+
+    def update(self, maps: np.ndarray, masks: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Add images: ``maps`` ``[N, H, W]`` (or one ``[H, W]``), boolean ``masks`` alike, ``valid`` pixels
+        (None: all)."""
+        maps = np.asarray(maps, dtype=np.float32)
+        masks = np.asarray(masks, dtype=bool)
+        if maps.ndim == 2:
+            maps, masks = maps[None], masks[None]
+            valid = None if valid is None else np.asarray(valid)[None]
+        for i in range(len(maps)):
+            keep = None if valid is None else np.asarray(valid[i], dtype=bool)
+            scores, mask = maps[i], masks[i]
+            bins = np.searchsorted(self.edges, scores, side="right")
+            weight = None
+            if mask.any():
+                labelled, count = label_regions(mask, structure=_EIGHT_CONNECTED)
+                self.n_regions += count
+                sizes = np.bincount(labelled.ravel())
+                weight = np.where(labelled > 0, 1.0 / np.maximum(sizes[labelled], 1), 0.0)
+            if keep is not None:
+                bins, scores, mask = bins[keep], scores[keep], mask[keep]
+                weight = None if weight is None else weight[keep]
+            bins, mask, flagged = bins.ravel(), mask.ravel(), scores.ravel() >= self.threshold
+            size = len(self.good)
+            self.good += np.bincount(bins[~mask], minlength=size)
+            if weight is not None:
+                self.defect += np.bincount(bins[mask], minlength=size)
+                self.pro_weight += np.bincount(bins, weights=weight.ravel(), minlength=size)
+            self.tp += int((flagged & mask).sum())
+            self.fp += int((flagged & ~mask).sum())
+            self.fn += int((~flagged & mask).sum())
+
+    def __add__(self, other: "PixelMetricsAccumulator") -> "PixelMetricsAccumulator":
+        if not np.array_equal(self.edges, other.edges) or self.threshold != other.threshold:
+            raise ValueError("pixel-metric accumulators with different bins or thresholds cannot be added")
+        out = PixelMetricsAccumulator(edges=self.edges, threshold=self.threshold)
+        out.good, out.defect = self.good + other.good, self.defect + other.defect
+        out.pro_weight, out.n_regions = self.pro_weight + other.pro_weight, self.n_regions + other.n_regions
+        out.tp, out.fp, out.fn = self.tp + other.tp, self.fp + other.fp, self.fn + other.fn
+        return out
+
+    @property
+    def n_good_pixels(self) -> int:
+        return int(self.good.sum())
+
+    @property
+    def n_defect_pixels(self) -> int:
+        return int(self.defect.sum())
+
+    def pixel_auroc(self) -> float:
+        """AUROC of defect vs good pixels, pixels in one bin counted as ties."""
+        n_pos, n_neg = self.n_defect_pixels, self.n_good_pixels
+        if n_pos == 0 or n_neg == 0:
+            raise ValueError("pixel AUROC needs defect and good pixels")
+        below = np.cumsum(self.good) - self.good
+        return float((self.defect * (below + 0.5 * self.good)).sum() / (n_pos * n_neg))
+
+    def pro_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(fpr, pro) at every bin edge from the top, starting at (0, 0) (see :func:`pro_curve`)."""
+        if self.n_regions == 0 or self.n_good_pixels == 0:
+            raise ValueError("PRO needs at least one defect region and one good pixel")
+        fpr = np.cumsum(self.good[::-1], dtype=np.float64) / self.n_good_pixels
+        pro = np.cumsum(self.pro_weight[::-1]) / self.n_regions
+        return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], pro])
+
+    def aupro(self, max_fpr: float = 0.3) -> float:
+        fpr, pro = self.pro_curve()
+        return area_under_curve(fpr, pro, max_fpr) / max_fpr
+
+    def pixel_f1(self) -> float:
+        denominator = 2 * self.tp + self.fp + self.fn
+        return float(2 * self.tp / denominator) if denominator else 0.0
+
+    def result(self, max_fpr: float = 0.3) -> dict[str, float]:
+        """The keys of :func:`pixel_metrics`: ``pixel_auroc``, ``aupro`` (to ``max_fpr``), ``pixel_f1``."""
+        return {"pixel_auroc": self.pixel_auroc(), "aupro": self.aupro(max_fpr), "pixel_f1": self.pixel_f1()}
