@@ -22,18 +22,15 @@ New schema revisions: ``alembic.command.revision(alembic_config(), "what changed
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import math
 import os
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from hashlib import sha256
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,9 +38,14 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import Connection
 
 from shopfloor.core.errors import ConfigError, DataError, ShopfloorError
+
+from .record_checks import (FIELDS, REQUIRED, TEXT_FIELDS, URL_HELP, as_bytes, as_utc, check_number,
+                            check_sqlite_path, check_text, jsonable, normalise_url, sqlite_file)
+from .record_export import EXPORT_COLUMNS, EXPORT_FORMATS, write_csv, write_parquet
+from .record_schema import files_table, metadata, records_table  # noqa: F401 - metadata: tests compare it
 
 __all__ = ["MIGRATIONS_DIR", "RecordStore", "RecordStoreUnavailable", "alembic_config", "export_records"]
 
@@ -53,83 +55,16 @@ MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 VERSION_TABLE = "shopfloor_alembic_version"
 MAX_LIMIT = 1000
 EXPORT_CHUNK = 2000
-EXPORT_FORMATS = ("csv", "parquet")
-EXPORT_COLUMNS = ("id", "created", "model", "artifact_hash", "source", "input_fingerprint", "label", "score",
-                  "latency_ms", "key", "result", "input_file", "heatmap_file")
 BUSY_TIMEOUT_S = 30.0
 PG_CONNECT_TIMEOUT_S = 5
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # PostgreSQL advisory lock keys (any constant bigint): one migrator, one file evictor at a time
 _MIGRATE_LOCK_KEY = 0x5F0F_0001
 _EVICT_LOCK_KEY = 0x5F0F_0002
 _MIGRATE_LOCK = threading.Lock()  # alembic's `context` is process-global: one upgrade at a time per process
 
-# field -> maximum length (characters); required text fields first
-_TEXT_FIELDS = {"model": 200, "artifact_hash": 200, "input_fingerprint": 200, "source": 1000, "label": 200,
-                "key": 500}
-_REQUIRED = ("model", "artifact_hash", "result", "input_fingerprint")
-_FIELDS = frozenset(_REQUIRED) | {"source", "label", "score", "latency_ms", "key", "input_bytes", "heatmap_png"}
-
 
 class RecordStoreUnavailable(ShopfloorError):
     """The record database stopped answering (or is too busy) after the store was opened: nothing was written."""
-
-
-# --- schema (the migrations in migrations/versions create exactly this; a test compares them) ----------------------
-
-class UTCDateTime(sa.TypeDecorator):
-    """A timezone-aware UTC datetime on every backend (SQLite stores it as naive UTC text)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = _as_utc(value, "timestamp")
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-metadata = sa.MetaData()
-records_table = sa.Table(
-    "shopfloor_records", metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("created", UTCDateTime(), nullable=False),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("artifact_hash", sa.String(200), nullable=False),
-    sa.Column("source", sa.String(1000), nullable=True),
-    sa.Column("input_fingerprint", sa.String(200), nullable=False),
-    sa.Column("label", sa.String(200), nullable=True),
-    sa.Column("score", sa.Float(), nullable=True),
-    sa.Column("latency_ms", sa.Float(), nullable=True),
-    sa.Column("key", sa.String(500), nullable=True),
-    sa.Column("result", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
-    sa.Column("input_file", sa.String(300), nullable=True),
-    sa.Column("heatmap_file", sa.String(300), nullable=True),
-    sa.UniqueConstraint("key", name="uq_shopfloor_records_key"),
-    sa.Index("ix_shopfloor_records_created", "created"),
-    sa.Index("ix_shopfloor_records_model_id", "model", "id"),
-    sa.Index("ix_shopfloor_records_source_id", "source", "id"),
-    sa.Index("ix_shopfloor_records_label_id", "label", "id"),
-    sa.Index("ix_shopfloor_records_input_file", "input_file"),
-    sa.Index("ix_shopfloor_records_heatmap_file", "heatmap_file"),
-    sqlite_autoincrement=True,
-)
-files_table = sa.Table(
-    "shopfloor_record_files", metadata,
-    sa.Column("path", sa.String(300), primary_key=True),
-    sa.Column("sha256", sa.String(64), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("size", sa.BigInteger(), nullable=False),
-    sa.Column("created", UTCDateTime(), nullable=False),
-    sa.Column("last_record_id", sa.BigInteger(), nullable=False),
-    sa.Index("ix_shopfloor_record_files_last_record_id", "last_record_id"),
-)
 
 
 def alembic_config(url: str | None = None):
@@ -139,151 +74,10 @@ def alembic_config(url: str | None = None):
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     if url is not None:
-        cfg.set_main_option("sqlalchemy.url", _normalise_url(url).render_as_string(hide_password=False)
+        cfg.set_main_option("sqlalchemy.url", normalise_url(url).render_as_string(hide_password=False)
                             .replace("%", "%%"))
     cfg.attributes["version_table"] = VERSION_TABLE
     return cfg
-
-
-# --- URL and value checks -------------------------------------------------------------------------------------------
-
-_URL_HELP = "use sqlite:///path/to/records.db or postgresql://user:password@host:5432/database"
-
-
-def _normalise_url(url: str | URL) -> URL:
-    if not isinstance(url, (str, URL)) or (isinstance(url, str) and not url.strip()):
-        raise ConfigError(f"the record store URL must be a non-empty string, not {url!r}: {_URL_HELP}")
-    try:
-        u = make_url(url.strip() if isinstance(url, str) else url)
-    except (sa_exc.ArgumentError, ValueError) as e:
-        raise ConfigError(f"the record store URL {str(url)!r} is not a database URL ({e}): {_URL_HELP}") from None
-    if u.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
-        return u.set(drivername="postgresql+psycopg")
-    if u.drivername in ("sqlite", "sqlite+pysqlite"):
-        return u
-    shown = u.render_as_string(hide_password=True)
-    if u.get_backend_name() in ("postgresql", "postgres"):
-        raise ConfigError(f"record store URL {shown!r}: the driver {u.get_driver_name()!r} is not supported; "
-                          "write postgresql://... (shopfloor uses psycopg 3)")
-    raise ConfigError(f"record store URL {shown!r}: the database {u.get_backend_name()!r} is not supported; "
-                      f"{_URL_HELP}")
-
-
-def _sqlite_file(u: URL) -> Path | None:
-    """The database file of a SQLite URL; None for an in-memory database."""
-    db = u.database
-    if not db or db == ":memory:" or u.query.get("mode") == "memory" or db.startswith("file:"):
-        return None
-    return Path(db).expanduser()
-
-
-def _check_sqlite_path(path: Path) -> None:
-    where = f"the SQLite record database {path}"
-    if path.is_dir():
-        raise ConfigError(f"{where} is a folder: give a file path, e.g. sqlite:///{path / 'records.db'}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise ConfigError(f"cannot create {where}: the folder {parent} does not exist (create it or choose another "
-                          "path)")
-    if not parent.is_dir():
-        raise ConfigError(f"cannot create {where}: {parent} is a file, not a folder; choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):  # WAL needs to create -wal/-shm files beside the database
-        raise ConfigError(f"cannot write {where}: the folder {parent} is not writable; choose a writable place")
-    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        raise ConfigError(f"cannot write {where}: the file is not readable and writable by this user")
-
-
-def _as_utc(value: datetime | str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"{name}={value!r} is not an ISO 8601 time: write e.g. 2025-01-31T08:00:00Z") from None
-    if not isinstance(value, datetime):
-        raise ConfigError(f"{name} must be a datetime (or an ISO 8601 string), not {type(value).__name__}")
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-def _check_text(name: str, value: Any, *, required: bool, where: str) -> str | None:
-    if value is None:
-        if required:
-            raise DataError(f"{where}: {name} is required (a non-empty string)")
-        return None
-    if not isinstance(value, str):
-        raise DataError(f"{where}: {name} must be a string, not {type(value).__name__}")
-    if required and not value.strip():
-        raise DataError(f"{where}: {name} must not be empty")
-    if name == "key" and not value:
-        raise DataError(f"{where}: key must not be empty; leave it None for records without an idempotency key")
-    limit = _TEXT_FIELDS[name]
-    if len(value) > limit:
-        hint = " (hash it: e.g. topic + sha256 of the payload)" if name == "key" else ""
-        raise DataError(f"{where}: {name} is {len(value)} characters long, at most {limit} are stored{hint}")
-    if "\x00" in value:
-        raise DataError(f"{where}: {name} contains a NUL character, which databases cannot store; remove it")
-    return value
-
-
-def _check_number(name: str, value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if hasattr(value, "item") and not isinstance(value, (int, float)):  # numpy scalars
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"{where}: {name} must be a number or None, not {type(value).__name__}")
-    value = float(value)
-    return value if math.isfinite(value) else None  # NaN/inf: no value (JSON and SQLite have no NaN)
-
-
-def _jsonable(value: Any, where: str) -> Any:
-    """A plain JSON value (dict/list/str/finite float/int/bool/None): numpy values and arrays converted,
-    non-finite floats -> None; anything else refused."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise DataError(f"{where} contains a NUL character, which databases cannot store; remove it")
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if hasattr(k, "item") and not isinstance(k, (str, int, float)):
-                k = k.item()
-            if not isinstance(k, (str, int, float, bool)) and k is not None:
-                raise DataError(f"{where} has a key of type {type(k).__name__}; JSON keys are strings")
-            k = k if isinstance(k, str) else json.dumps(k)
-            out[_jsonable(k, where)] = _jsonable(v, f"{where}.{k}")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, PurePath):
-        return str(value)
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
-    if callable(tolist):
-        return _jsonable(tolist(), where)
-    raise DataError(f"{where} holds a {type(value).__name__}, which cannot be stored as JSON: convert it to a "
-                    "number, string, list or mapping")
-
-
-def _as_bytes(name: str, value: Any, where: str) -> bytes | None:
-    if value is None:
-        return None
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise DataError(f"{where}: {name} must be bytes, not {type(value).__name__}")
-    data = bytes(value)
-    if not data:
-        raise DataError(f"{where}: {name} is empty; pass None when there is nothing to keep")
-    if name == "heatmap_png" and not data.startswith(PNG_MAGIC):
-        raise DataError(f"{where}: heatmap_png is not a PNG image (it does not start with the PNG signature)")
-    return data
 
 
 def _short(error: BaseException) -> str:
@@ -305,7 +99,7 @@ class RecordStore:
     def __init__(self, url: str = "sqlite:///shopfloor.db", *, inputs_dir: str | Path | None = None,
                  keep_inputs: int | None = None) -> None:
         self._closed = True
-        u = _normalise_url(url)
+        u = normalise_url(url)
         self.dialect = "postgresql" if u.get_backend_name() == "postgresql" else "sqlite"
         self.url = u.render_as_string(hide_password=True)
         if keep_inputs is not None:
@@ -326,10 +120,10 @@ class RecordStore:
 
         self._memory = False
         if self.dialect == "sqlite":
-            path = _sqlite_file(u)
+            path = sqlite_file(u)
             self._memory = path is None
             if path is not None:
-                _check_sqlite_path(path)
+                check_sqlite_path(path)
             engine_args: dict[str, Any] = {
                 "connect_args": {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}}
             if self._memory:  # one shared connection (each new one would be a new, empty database)
@@ -343,7 +137,7 @@ class RecordStore:
         try:
             self._engine = sa.create_engine(u, **engine_args)
         except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError, TypeError) as e:
-            raise ConfigError(f"cannot use the record store URL {self.url!r} ({_short(e)}): {_URL_HELP}") from None
+            raise ConfigError(f"cannot use the record store URL {self.url!r} ({_short(e)}): {URL_HELP}") from None
         self._lock = threading.RLock() if self._memory else None
         if self.dialect == "sqlite":
             self._sqlite_events(wal=not self._memory)
@@ -457,24 +251,24 @@ class RecordStore:
     def _prepare(self, rec: Any, where: str) -> tuple[dict, list[tuple[str, str, bytes, str]]]:
         if not isinstance(rec, dict):
             raise DataError(f"{where} must be a dict of record fields, not {type(rec).__name__}")
-        unknown = sorted(set(rec) - _FIELDS, key=str)
+        unknown = sorted(set(rec) - FIELDS, key=str)
         if unknown:
-            raise DataError(f"{where}: unknown fields {unknown}; a record has {sorted(_FIELDS)}")
+            raise DataError(f"{where}: unknown fields {unknown}; a record has {sorted(FIELDS)}")
         row: dict[str, Any] = {}
-        for name in _TEXT_FIELDS:
-            row[name] = _check_text(name, rec.get(name), required=name in _REQUIRED, where=where)
+        for name in TEXT_FIELDS:
+            row[name] = check_text(name, rec.get(name), required=name in REQUIRED, where=where)
         for name in ("score", "latency_ms"):
-            row[name] = _check_number(name, rec.get(name), where)
+            row[name] = check_number(name, rec.get(name), where)
         result = rec.get("result")
         if not isinstance(result, dict):
             raise DataError(f"{where}: result must be a dict (the prediction as a JSON object), not "
                             f"{type(result).__name__}")
-        row["result"] = _jsonable(result, f"{where}: result")
+        row["result"] = jsonable(result, f"{where}: result")
         row["created"] = datetime.now(timezone.utc)
         files = []
         for name, column, kind, suffix in (("input_bytes", "input_file", "input", ""),
                                            ("heatmap_png", "heatmap_file", "heatmap", ".png")):
-            data = _as_bytes(name, rec.get(name), where)
+            data = as_bytes(name, rec.get(name), where)
             row[column] = None
             if data is not None and self.inputs_dir is not None:
                 digest = sha256(data).hexdigest()
@@ -594,7 +388,7 @@ class RecordStore:
         return d
 
     def _where(self, *, model=None, source=None, label=None, since=None, until=None) -> list:
-        since, until = _as_utc(since, "since"), _as_utc(until, "until")
+        since, until = as_utc(since, "since"), as_utc(until, "until")
         if since is not None and until is not None and since > until:
             raise ConfigError(f"since ({since.isoformat()}) is after until ({until.isoformat()}): swap them")
         conds = []
@@ -686,7 +480,7 @@ class RecordStore:
         tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
         try:
             chunks = self._export_chunks(conds, int(top or 0))
-            n = self._write_csv(tmp, chunks) if fmt == "csv" else self._write_parquet(tmp, chunks)
+            n = write_csv(tmp, chunks) if fmt == "csv" else write_parquet(tmp, chunks)
             os.replace(tmp, out)
         except OSError as e:
             raise ConfigError(f"cannot write {out} ({e.strerror or e}); choose a writable place with free space") \
@@ -707,39 +501,6 @@ class RecordStore:
             yield [self._to_dict(r) for r in rows]
             last = int(rows[-1]["id"])
 
-    @staticmethod
-    def _write_csv(path: Path, chunks: Iterator[list[dict]]) -> int:
-        n = 0
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(EXPORT_COLUMNS)
-            for chunk in chunks:
-                for d in chunk:
-                    w.writerow([json.dumps(d[c], ensure_ascii=False) if c == "result" else d[c]
-                                for c in EXPORT_COLUMNS])
-                n += len(chunk)
-        return n
-
-    @staticmethod
-    def _write_parquet(path: Path, chunks: Iterator[list[dict]]) -> int:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        schema = pa.schema([("id", pa.int64()), ("created", pa.timestamp("us", tz="UTC")), ("model", pa.string()),
-                            ("artifact_hash", pa.string()), ("source", pa.string()),
-                            ("input_fingerprint", pa.string()), ("label", pa.string()), ("score", pa.float64()),
-                            ("latency_ms", pa.float64()), ("key", pa.string()), ("result", pa.string()),
-                            ("input_file", pa.string()), ("heatmap_file", pa.string())])
-        n = 0
-        with pq.ParquetWriter(path, schema) as writer:
-            for chunk in chunks:
-                cols = {c: [d[c] for d in chunk] for c in EXPORT_COLUMNS}
-                cols["created"] = [datetime.fromisoformat(v) for v in cols["created"]]
-                cols["result"] = [json.dumps(v, ensure_ascii=False) for v in cols["result"]]
-                writer.write_table(pa.table(cols, schema=schema))
-                n += len(chunk)
-        return n
-
     def close(self) -> None:
         """Release the database connections; idempotent."""
         if not self._closed:
@@ -749,9 +510,9 @@ class RecordStore:
 
 def export_records(url: str, out: str | Path, fmt: str = "csv", since=None, until=None, model=None) -> int:
     """``shopfloor records export``: write the records of the store at ``url`` to ``out``; rows written."""
-    u = _normalise_url(url)
+    u = normalise_url(url)
     if u.get_backend_name() == "sqlite":
-        path = _sqlite_file(u)
+        path = sqlite_file(u)
         if path is None:
             raise ConfigError("an in-memory SQLite database has no records to export: give the database file")
         if not path.is_file():
