@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from shopfloor.maintenance.rul.metrics import interval_coverage, mae, nasa_score, nasa_score_terms, rmse, rul_metrics
-from shopfloor.maintenance.rul.task import calibrate_interval
+from shopfloor.maintenance.rul.estimates import calibrate_interval
 
 
 def test_nasa_score_hand_computed():
@@ -46,7 +46,7 @@ def test_conformal_calibration_reaches_level_on_fresh_data():
 
 
 def test_combine_recent_lag_corrected_average():
-    from shopfloor.maintenance.rul.task import combine_recent, last_per_unit
+    from shopfloor.maintenance.rul.estimates import combine_recent, last_per_unit
 
     unit = np.array([1, 1, 1, 2])
     t = np.array([10, 11, 12, 5])

@@ -130,7 +130,7 @@ def test_bad_config_is_config_error():
 def test_baseline_channels_ignore_a_unit_wide_offset():
     """The deviation channels compare a window with the unit's own first readings, so shifting a whole
     unit's sensor by a constant (manufacturing offset) leaves them unchanged while the level channels move."""
-    from shopfloor.maintenance.rul.task import WindowFeatures
+    from shopfloor.maintenance.rul.networks import WindowFeatures
     from shopfloor.maintenance.windows import ConditionNormalizer
 
     features = WindowFeatures(ConditionNormalizer(n_settings=0, n_sensors=3), baseline_rows=4)

@@ -58,7 +58,9 @@ from .incomplete import (
     substitute_reference,
     widen_interval,
 )
+from .estimates import calibrate_interval, combine_recent, history_starts, last_per_unit
 from .metrics import interval_coverage, rul_metrics
+from .networks import RULEnsemble, WindowFeatures, WindowRegressor
 
 OUTPUTS = ["rul", "lower", "upper", "spread"]
 
@@ -144,130 +146,6 @@ class EvaluateOptions(PredictionOptions):
     """Options of ``shopfloor evaluate`` for RUL models."""
 
     trajectories: bool = Field(True, description="with --report, plot per-unit RUL trajectories over all windows")
-
-
-# ----------------------------------------------------------------------------- modules
-class WindowFeatures(nn.Module):
-    """Raw input (batch, k + window, features) -> model input (batch, channels, window).
-
-    Sensors are standardised per operating condition. With ``baseline_rows`` = k > 0 the first k rows
-    are the unit's own first readings (see :func:`make_windows`): each sensor's deviation from their
-    mean is appended as a second set of channels, which removes the unit-to-unit offsets (manufacturing
-    variation, initial wear) that otherwise look like degradation.
-    """
-
-    def __init__(self, normalizer: ConditionNormalizer, baseline_rows: int = 0):
-        super().__init__()
-        self.normalizer = normalizer
-        self.baseline_rows = baseline_rows
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.normalizer(x)
-        k = self.baseline_rows
-        if k:
-            reference = z[:, :k].mean(dim=1, keepdim=True)
-            z = z[:, k:]
-            z = torch.cat([z, z - reference], dim=2)
-        return z.transpose(1, 2)
-
-
-class WindowRegressor(nn.Module):
-    """Raw input -> :class:`WindowFeatures` -> one sequence model -> RUL (batch,).
-
-    The model predicts RUL in units of ``rul_scale`` (the cap), so its outputs start near the right range;
-    this is the training wrapper of one ensemble member. ``input_noise``: std of Gaussian noise added to
-    the normalised inputs in training mode only (augmentation against over-fitting to sensor noise).
-    """
-
-    def __init__(self, features: WindowFeatures, model: nn.Module, rul_scale: float, input_noise: float = 0.0):
-        super().__init__()
-        self.features = features
-        self.model = model
-        self.input_noise = input_noise
-        self.register_buffer("rul_scale", torch.tensor(float(rul_scale)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.features(x)
-        if self.training and self.input_noise > 0:
-            z = z + self.input_noise * torch.randn_like(z)
-        return self.model(z).reshape(-1) * self.rul_scale
-
-
-class RULEnsemble(nn.Module):
-    """The exported RUL model: raw input (batch, k + window, features) -> (rul, lower, upper, spread).
-
-    ``rul`` is the members' mean, clipped at 0; ``spread`` their standard deviation; the interval is
-    ``rul +- interval_scale * (spread_weight * spread + interval_offset)``, scale and offset fitted on
-    held-out units; ``spread_weight`` 0 gives every unit the same width (a configuration constant).
-    """
-
-    def __init__(self, features: WindowFeatures, members: Sequence[nn.Module], rul_scale: float,
-                 spread_weight: float = 1.0):
-        super().__init__()
-        self.spread_weight = float(spread_weight)
-        self.features = features
-        self.members = nn.ModuleList(members)
-        self.register_buffer("rul_scale", torch.tensor(float(rul_scale)))
-        self.register_buffer("interval_scale", torch.tensor(1.645))
-        self.register_buffer("interval_offset", torch.tensor(1.0))
-
-    def member_predictions(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.features(x)
-        return torch.stack([m(z).reshape(-1) for m in self.members], dim=1) * self.rul_scale
-
-    def mean_rul(self, x: torch.Tensor) -> torch.Tensor:
-        """The point prediction alone (what attributions explain)."""
-        return self.member_predictions(x).mean(dim=1)
-
-    def forward(self, x: torch.Tensor):
-        preds = self.member_predictions(x)
-        mean = preds.mean(dim=1)
-        spread = ((preds - mean.unsqueeze(1)) ** 2).mean(dim=1).sqrt()
-        half = self.interval_scale * (self.spread_weight * spread + self.interval_offset)
-        return torch.clamp(mean, min=0.0), torch.clamp(mean - half, min=0.0), mean + half, spread
-
-
-def calibrate_interval(y: np.ndarray, mean: np.ndarray, spread: np.ndarray, level: float) -> tuple[float, float]:
-    """Normalised split-conformal calibration: (scale, offset) such that ``|y - mean| <= scale * (spread +
-    offset)`` holds for a ``level`` share of the calibration windows (finite-sample corrected)."""
-    offset = max(float(np.median(spread)), 1e-3)
-    scores = np.abs(y - mean) / (spread + offset)
-    rank = min(math.ceil((len(scores) + 1) * level) / len(scores), 1.0)
-    return float(np.quantile(scores, rank, method="higher")), offset
-
-
-def combine_recent(unit: np.ndarray, end_time: np.ndarray, outputs: dict[str, np.ndarray],
-                   n: int) -> dict[str, np.ndarray]:
-    """The estimate at each window's end from the windows ending at that unit's last ``n`` steps.
-
-    A window ending ``lag`` steps earlier estimated the RUL at its end, so it says ``rul - lag`` about now;
-    ``rul``, ``lower`` and ``upper`` are averaged that way, ``spread`` plainly. Windows must be ordered by unit
-    and time (as :func:`make_windows` returns them). This is the one place the per-window outputs of the ONNX
-    graph are turned into a unit's estimate (evaluate, predict, report and interval calibration all use it).
-    """
-    t = pd.Series(np.asarray(end_time, dtype=np.float64))
-    groups = pd.Series(unit).to_numpy()
-
-    def rolling(values: np.ndarray) -> np.ndarray:
-        series = pd.Series(np.asarray(values, dtype=np.float64))
-        return series.groupby(groups, sort=False).transform(lambda s: s.rolling(n, min_periods=1).mean()).to_numpy()
-
-    combined = {key: rolling(outputs[key] + t.to_numpy()) - t.to_numpy() for key in ("rul", "lower", "upper")}
-    combined["rul"] = np.maximum(combined["rul"], 0.0)
-    combined["lower"] = np.maximum(combined["lower"], 0.0)
-    combined["spread"] = rolling(outputs["spread"])
-    return combined
-
-
-def history_starts(histories: SensorHistories) -> pd.Series:
-    """Each unit's first time value (where the rows given for it begin)."""
-    return histories.frame.groupby(UNIT, sort=False)[TIME].min()
-
-
-def last_per_unit(unit: np.ndarray) -> np.ndarray:
-    """Boolean mask of each unit's last window (windows ordered by unit and time)."""
-    unit = pd.Series(unit).to_numpy()
-    return np.r_[unit[1:] != unit[:-1], True]
 
 
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int,
