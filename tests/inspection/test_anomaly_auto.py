@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from shopfloor.core.errors import ConfigError, DataError
-from shopfloor.inspection.anomaly.autoconfig import base_frame, geometry_candidates, holdout_plan
+from shopfloor.inspection.anomaly import autoconfig
+from shopfloor.inspection.anomaly.autoconfig import (
+    Candidate,
+    bank_rule,
+    base_frame,
+    budget_plan,
+    geometry_candidates,
+    holdout_plan,
+    select,
+)
 from shopfloor.inspection.anomaly.patchcore import PatchCore
 from shopfloor.inspection.anomaly.pseudo import PSEUDO_KINDS, pseudo_anomaly, resize_mask
 from shopfloor.inspection.anomaly.task import AnomalyDetection
@@ -51,6 +60,61 @@ def test_geometry_keeps_aspect_and_tiles_large_images():
     assert tiled.tiles == (3, 3) and tiled.image_size == (672, 672)  # tiles of 224 px, near the base size
     huge = geometry_candidates([(4000, 4000)], 256)[-1]
     assert huge.tiles == (3, 3) and huge.tile_size == (320, 320)  # bounded cost
+
+
+def _build(candidate: Candidate) -> PatchCore:
+    return PatchCore(image_size=candidate.image_size, blocks=candidate.blocks, tiles=candidate.tiles,
+                     pretrained=False)
+
+
+def _rule(model: PatchCore, n_patches: int):
+    return bank_rule(model, n_patches, 0.1, 1.0, 256)
+
+
+def test_latency_budget_prunes_candidates_by_cost():
+    """640 px boards, 256 px base frame: the near-native 3x3 tiling costs several times the fixed defaults and is
+    pruned before any validation; every kept candidate is inside the budget, and a larger budget keeps larger
+    frames."""
+    keep, plan = budget_plan([(640, 640)], 256, _build, _rule, 2.0)
+    assert plan["budget_gflops"] == pytest.approx(2.0 * plan["reference_gflops"], rel=1e-3)
+    cost = {r["candidate"]: r for r in plan["candidates"]}
+    assert "672x672 as 3x3 tiles, blocks [4, 10]" in plan["pruned"]
+    assert "over the budget" in cost["672x672 as 3x3 tiles, blocks [4, 10]"]["reason"]
+    assert keep and all(cost[c.label()]["gflops_per_image"] <= plan["budget_gflops"] for c in keep)
+    assert keep[0] == Candidate((256, 256))  # the base frame is always validated when it fits
+    assert any(c.blocks == (2, 4) for c in keep)
+    frames = {c.blocks: c.image_size[0] * c.image_size[1] for c in keep[1:]}
+    wide_keep, wide = budget_plan([(640, 640)], 256, _build, _rule, 8.0)
+    wide_frames = {c.blocks: c.image_size[0] * c.image_size[1] for c in wide_keep[1:]}
+    assert all(wide_frames[b] >= frames[b] for b in frames) and len(wide["pruned"]) < len(plan["pruned"])
+    small_keep, small = budget_plan([(640, 640)], 256, _build, _rule, 0.5)  # nothing fits, all on record
+    assert small_keep == [] and len(small["pruned"]) == len(small["candidates"])
+
+
+def _trial(label_cost: float, good: np.ndarray, bad: np.ndarray) -> dict:
+    masks = np.zeros((len(bad), 4, 4), bool)
+    masks[:, 0, 0] = True
+    bad_maps = np.zeros((len(bad), 4, 4))
+    bad_maps[:, 0, 0] = bad
+    good_maps = np.zeros((len(good), 4, 4))
+    samples = autoconfig._bootstrap_samples(good, bad, good_maps, bad_maps, masks, 0)
+    from sklearn.metrics import roc_auc_score
+
+    image = roc_auc_score(np.r_[np.zeros(len(good)), np.ones(len(bad))], np.r_[good, bad])
+    return {"image_auroc": image, "pixel_auroc": 1.0, "cost_gflops_at_bank_cap": label_cost, "_samples": samples}
+
+
+def test_select_prefers_the_cheaper_candidate_within_noise():
+    rng = np.random.default_rng(0)
+    good = rng.normal(0, 1, 16)
+    bad = np.r_[rng.normal(1.2, 1, 16), rng.normal(1.2, 1, 16)]  # two pseudo copies per source image
+    slightly_better = bad.copy()
+    slightly_better[0] += 0.8  # a better figure by one pair: noise with 16 validation images
+    cheap, costly = _trial(1.0, good, bad), _trial(2.0, good, slightly_better)
+    assert costly["image_auroc"] > cheap["image_auroc"]
+    assert select([costly, cheap], 16, 0) == 1 and cheap["tied_with_best"] and cheap["difference_se"] > 0
+    separated = _trial(2.0, good, bad + 5.0)  # clearly better: the cost does not matter
+    assert select([cheap, separated], 16, 0) == 1 and not cheap["tied_with_best"]
 
 
 def test_holdout_plan_cross_fits_small_sets():
@@ -109,14 +173,18 @@ def test_auto_false_keeps_the_fixed_defaults(plain_root):
     assert AnomalyDetection.saved_config({"image_size": 64})["auto"] is False
 
 
-def test_search_picks_tiling_for_tiny_defects_on_large_images(tmp_path):
-    """Large textured images, defects of ~2 % of the side, a 64 px base frame: the pseudo-anomalies are lost when
-    the image is squashed to 64 px, so the search chooses tiles near the native resolution."""
+def test_search_picks_tiling_for_tiny_defects_on_large_images(tmp_path, monkeypatch):
+    """Large textured images, defects of ~2 % of the side, a 64 px base frame and a budget that allows the native
+    resolution: the pseudo-anomalies are lost when the image is squashed to 64 px, so the search chooses tiles."""
+    monkeypatch.setattr(autoconfig, "LATENCY_BUDGET", 12.0)
     root = make_anomaly_dataset(tmp_path / "big", n_train=12, n_test_good=2, n_test_per_defect=1, size=192, seed=4)
     task = AnomalyDetection(image_size=64, min_defect_size=0.02, training=QUIET).fit(root, out_dir=tmp_path / "m")
     chosen = task.state["autoconfig"]
     assert chosen["tiles"] != [1, 1] and task.config.tiles == chosen["tiles"]
     assert len(chosen["trials"]) >= 2 and sum(t["chosen"] for t in chosen["trials"]) == 1
+    budget = chosen["latency_budget"]
+    assert budget["ratio"] == 12.0 and chosen["gflops_per_image"] <= budget["budget_gflops"]
+    assert all("criterion" in t and "tied_with_best" in t for t in chosen["trials"])
     assert chosen["data_used"].startswith("good training images only")
     assert task.metrics["threshold_images"] == "cross-fit" and task.metrics["n_train"] == 12
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
@@ -125,6 +193,20 @@ def test_search_picks_tiling_for_tiny_defects_on_large_images(tmp_path):
     task.evaluate(root, report_dir=tmp_path / "report", examples=0)
     html = (tmp_path / "report" / "report.html").read_text()
     assert "Auto-configuration" in html and "pseudo image AUROC" in html
+
+
+def test_default_budget_keeps_the_choice_cheap_and_on_record(tmp_path):
+    """With the default budget (2x the fixed defaults' cost) the near-native tiling of the same images is pruned
+    and recorded; the fitted model's estimated cost stays inside the budget."""
+    root = make_anomaly_dataset(tmp_path / "big", n_train=12, n_test_good=2, n_test_per_defect=1, size=192, seed=4)
+    task = AnomalyDetection(image_size=64, training=QUIET).fit(root)
+    chosen = task.state["autoconfig"]
+    budget = chosen["latency_budget"]
+    assert budget["ratio"] == autoconfig.LATENCY_BUDGET == 2.0
+    assert "192x192 as 3x3 tiles, blocks [4, 10]" in chosen["pruned"]
+    assert chosen["gflops_per_image"] <= budget["budget_gflops"]
+    rule = task.state["bank_rule"]
+    assert rule["backbone_gflops_per_image"] + rule["search_gflops_per_image"] <= budget["budget_gflops"]
 
 
 def test_cli_auto_option(plain_root, tmp_path):
