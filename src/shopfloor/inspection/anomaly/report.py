@@ -4,7 +4,7 @@ and the best and worst examples with their heatmaps (ground-truth outline in whi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy.ndimage import binary_erosion
@@ -13,7 +13,9 @@ from shopfloor.core.report import Report, heatmap_overlay, image_grid_figure, ro
 
 from ..images import ImageSpec, read_images
 from ..layouts import AnomalySample
-from .metrics import image_roc, pro_curve
+from .metrics import image_roc
+
+ExampleMaps = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]  # indices -> (maps, masks)
 
 
 def pro_curve_figure(fpr: np.ndarray, pro: np.ndarray, max_fpr: float, aupro: float):
@@ -42,10 +44,11 @@ def _outlined(overlay: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 
 def _example_grid(image_spec: ImageSpec, samples: list[AnomalySample], idx: np.ndarray, scores: np.ndarray,
-                  maps: np.ndarray, masks: np.ndarray | None, title: str):
+                  example_maps: ExampleMaps, title: str):
     images = read_images([samples[i].path for i in idx], image_spec)
-    tiles = [_outlined(heatmap_overlay(img, maps[i]), None if masks is None else masks[i])
-             for img, i in zip(images, idx)]
+    maps, masks = example_maps(idx)
+    tiles = [_outlined(heatmap_overlay(img, maps[k]), None if masks is None else masks[k])
+             for k, img in enumerate(images)]
     titles = [f"{samples[i].defect_type} {scores[i]:.2f}\n{samples[i].path.name}" for i in idx]
     return image_grid_figure(tiles, titles, cols=min(len(tiles), 4), title=title)
 
@@ -66,13 +69,15 @@ def _autoconfig_section(report: Report, auto: dict[str, Any]) -> None:
 
 
 def write_anomaly_report(out_dir: Path, model_name: str, image_spec: ImageSpec, samples: list[AnomalySample],
-                         scores: np.ndarray, maps: np.ndarray, masks: np.ndarray | None, valid: np.ndarray | None,
-                         result: dict[str, Any], aupro_max_fpr: float, examples: int,
-                         autoconfig: dict[str, Any] | None = None) -> Path:
+                         scores: np.ndarray, result: dict[str, Any], aupro_max_fpr: float, examples: int,
+                         autoconfig: dict[str, Any] | None = None,
+                         pro: tuple[np.ndarray, np.ndarray] | None = None,
+                         example_maps: ExampleMaps | None = None) -> Path:
     """Write report.html (and PNGs) under ``out_dir`` from an evaluation's results; returns the HTML path.
 
     ``result`` is what ``evaluate`` returns (its ``threshold_rule``, ``per_type`` and ``aupro`` are shown);
-    ``image_spec`` re-reads the shown examples the way the model saw them; ``autoconfig`` (the model's
+    ``image_spec`` re-reads the shown examples the way the model saw them and ``example_maps`` gives their maps
+    and masks (evaluation keeps no map); ``pro`` is the (fpr, pro) curve, None without masks; ``autoconfig`` (the model's
     ``state["autoconfig"]``) adds what the auto-configuration chose and the pseudo-anomaly figures it chose on."""
     report = Report(out_dir, f"Anomaly detection ({model_name}) evaluation")
     report.text("Scores are normalised so that 0.5 is the decision threshold "
@@ -89,17 +94,18 @@ def write_anomaly_report(out_dir: Path, model_name: str, image_spec: ImageSpec, 
         curves[kind] = image_roc(labels[sel], scores[sel])
     report.heading("Curves")
     report.figure(roc_curves_figure(curves, "Image-level ROC"), "roc", "image-level ROC, overall and per type")
-    if masks is not None:
-        fpr, pro = pro_curve(maps, masks, valid)
-        report.figure(pro_curve_figure(fpr, pro, aupro_max_fpr, result["aupro"]), "pro",
+    if pro is not None:
+        report.figure(pro_curve_figure(pro[0], pro[1], aupro_max_fpr, result["aupro"]), "pro",
                       "per-region overlap vs false-positive rate on good pixels")
-    if examples:
+    if examples and example_maps is not None:
         margin = np.where(labels == 1, scores - 0.5, 0.5 - scores)
         order = np.argsort(margin, kind="stable")
         k = min(examples, len(order))
         report.heading("Examples")
-        report.figure(_example_grid(image_spec, samples, order[::-1][:k], scores, maps, masks, "most clearly right"),
+        report.figure(_example_grid(image_spec, samples, order[::-1][:k], scores, example_maps,
+                                    "most clearly right"),
                       "best_examples", "highest-margin correct decisions (white: ground-truth outline)")
-        report.figure(_example_grid(image_spec, samples, order[:k], scores, maps, masks, "closest to wrong / wrong"),
+        report.figure(_example_grid(image_spec, samples, order[:k], scores, example_maps,
+                                    "closest to wrong / wrong"),
                       "worst_examples", "good images scored highest and defects scored lowest")
     return report.write()

@@ -57,20 +57,23 @@ from ..images import (
     split_image_stack,
     stretch_message,
     to_model_input,
-    warn_stretched,
 )
-from ..inputs import check_ranges, finish_predictions, fit_input_ranges, has_ranges, settle_bad_inputs
+from ..inputs import check_ranges, finish_predictions, fit_input_ranges, settle_bad_inputs
 from ..layouts import AnomalyData, AnomalySample, has_masks, read_anomaly_data, read_masks
 from .autoconfig import Candidate, PseudoValidation, bank_rule, holdout_plan, search
 from .coreset import greedy_coreset
-from .metrics import f1_optimal_threshold, false_alarm_threshold, image_metrics, pixel_metrics
+from .metrics import f1_optimal_threshold, false_alarm_threshold
 from .padim import Padim
 from .patchcore import PatchCore
+from .evaluation import evaluate_streamed
+from .sampling import MapSample
 
 log = logging.getLogger(__name__)
 
 MIN_HELDOUT_GOOD = 10  # fewer held-out good images than this: the threshold is a training warning
 MIN_VALIDATION_DEFECTS = 5  # the same for the defective validation images behind an F1 threshold
+
+STREAM_CHUNK = 256  # images handed to the parallel runner at a time while streaming (bounds pending results)
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -390,34 +393,37 @@ class AnomalyDetection(Task):
             self.state["bank_rule"] = {**figures, "size": int(size), "n_training_patches": int(n_patches)}
         return size
 
-    @staticmethod
-    def _stored_scores(model: PatchCore, store: torch.Tensor, keep: int, images: np.ndarray,
+    @classmethod
+    def _stored_scores(cls, model: PatchCore, store: torch.Tensor, keep: int, images: np.ndarray,
                        chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """Raw scores and maps of the ``images`` (positions in the store) from their stored features, which hold
         every patch (tile-major, row-major within a tile), as ``extract(model.tile(batch))`` gave them."""
+        return _joined(cls._stored_batches(model, store, keep, images, chunk))
+
+    @staticmethod
+    def _stored_batches(model: PatchCore, store: torch.Tensor, keep: int, images: np.ndarray, chunk: int = 8):
+        """:meth:`_stored_scores` as ``(scores, maps)`` per chunk of images (memory flat in their number)."""
         th, tw = model.extractor.grid
         n_tiles = model.tiles[0] * model.tiles[1]
         c = store.shape[1]
-        scores, maps = [], []
         for start in range(0, len(images), chunk):
             part = images[start:start + chunk]
             rows = torch.cat([store[i * keep:(i + 1) * keep] for i in part])
             feats = rows.reshape(len(part) * n_tiles, th, tw, c).permute(0, 3, 1, 2)
             s, m = model.head.raw(model.stitch(model.feature_scores(feats)))
-            scores.append(s.numpy())
-            maps.append(m.numpy())
-        return np.concatenate(scores), np.concatenate(maps)
+            yield s.numpy(), m.numpy()
 
     def _cross_fit_scores(self, model: PatchCore, source: list[Path] | np.ndarray, store: torch.Tensor, keep: int,
-                          extract: Extractor, folds: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw scores and maps of every bank image, each from a bank built without its fold (then the full bank is
-        put back): the threshold's good images without holding any out of the bank."""
+                          extract: Extractor, folds: int) -> tuple[np.ndarray, MapSample]:
+        """Raw scores and a pixel sample of the maps (:class:`.sampling.MapSample`) of every bank image, each from a
+        bank built without its fold (then the full bank is put back): the threshold's good images without holding
+        any out of the bank."""
         cfg = self.config
         full_bank = model.memory_bank.clone()
         n = len(source)
         fold_of = np.arange(n) % folds
         scores = np.zeros(n, np.float32)
-        maps = None
+        sample = MapSample(n, self.image_spec.height * self.image_spec.width, seed=cfg.training.seed)
         pick = (lambda idx: source[idx]) if isinstance(source, np.ndarray) else (lambda idx: [source[i] for i in idx])
         for f in range(folds):
             inside = np.flatnonzero(fold_of == f)
@@ -428,14 +434,16 @@ class AnomalyDetection(Task):
             chosen = greedy_coreset(kept, size, cfg.coreset_projection_dim, seed=cfg.training.seed + 1 + f)
             model.set_memory_bank(kept[chosen].clone())
             if keep == per_image:  # every patch of every image is stored: score the fold from the store
-                s, m = self._stored_scores(model, store, keep, inside)
+                batches = self._stored_batches(model, store, keep, inside)
             else:
-                s, m = self._raw_scores(model, pick(inside), extract, f"cross-fitting fold {f + 1}/{folds}")
-            if maps is None:
-                maps = np.zeros((n, *m.shape[1:]), np.float32)
-            scores[inside], maps[inside] = s, m
+                batches = self._raw_batches(model, pick(inside), extract, f"cross-fitting fold {f + 1}/{folds}")
+            done = 0
+            for s, m in batches:
+                scores[inside[done:done + len(s)]] = s
+                sample.add(m)
+                done += len(s)
         model.set_memory_bank(full_bank)
-        return scores, maps
+        return scores, sample
 
     def _fit_padim(self, model: Padim, source: list[Path] | np.ndarray, extract: Extractor,
                    infos: list[FrameInfo] | None = None) -> None:
@@ -448,34 +456,39 @@ class AnomalyDetection(Task):
 
     def _raw_scores(self, model: nn.Module, source: list[Path] | np.ndarray, extract: Extractor,
                     desc: str, infos: list[FrameInfo] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        scores, maps = [], []
+        """Raw scores ``[N]`` and maps ``[N, H, W]`` of ``source`` by the eager model (few images: all maps held)."""
+        return _joined(self._raw_batches(model, source, extract, desc, infos))
+
+    def _raw_batches(self, model: nn.Module, source: list[Path] | np.ndarray, extract: Extractor,
+                     desc: str, infos: list[FrameInfo] | None = None):
+        """Raw ``(scores, maps)`` batch by batch, decoding each batch from disk as it goes (memory flat)."""
         for batch in self._batches(source, desc, infos):
             if isinstance(model, PatchCore):
                 s, m = model.head.raw(model.stitch(model.feature_scores(extract(model.tile(batch)))))
             else:
                 s, m = model.head.raw(model.feature_scores(extract(batch)))
-            scores.append(s.numpy())
-            maps.append(m.numpy())
-        return np.concatenate(scores), np.concatenate(maps)
+            yield s.numpy(), m.numpy()
 
     def _calibrate(self, model: nn.Module, held_good: list[Path] | np.ndarray,
                    validation: list[AnomalySample], extract: Extractor, infos: list[FrameInfo] | None = None,
-                   n_good: int | None = None, held: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                   n_good: int | None = None, held: tuple[np.ndarray, MapSample] | None = None) -> None:
         """Set image and pixel thresholds and scales from held-out good (and validation) images, or from the
-        cross-fitted raw (scores, maps) of the good images given as ``held``; warn (kept in the artifact) when they
-        rest on too few images."""
+        cross-fitted raw scores and map sample of the good images given as ``held``; warn (kept in the artifact)
+        when they rest on too few images. Maps are streamed into bounded pixel samples (:mod:`.sampling`)."""
         cfg = self.config
+        pixels = self.image_spec.height * self.image_spec.width
         if held is not None:
             good_scores, good_maps = held
         else:
-            good_scores, good_maps = self._raw_scores(model, held_good, extract, "scoring held-out good images",
-                                                      infos)
+            good_maps = MapSample(len(held_good), pixels, seed=cfg.training.seed)
+            good_scores = self._sampled_scores(model, held_good, extract, "scoring held-out good images", good_maps,
+                                               infos=infos)
         val_scores = np.zeros(0)
         val_labels = np.zeros(0, dtype=int)
-        val_maps = None
+        val_maps = MapSample(len(validation), pixels, seed=cfg.training.seed + 1)
         if validation:
-            val_scores, val_maps = self._raw_scores(model, [s.path for s in validation], extract,
-                                                    "scoring validation images")
+            val_scores = self._sampled_scores(model, [s.path for s in validation], extract,
+                                              "scoring validation images", val_maps, validation)
             val_labels = np.array([s.label for s in validation])
         has_defects = bool(val_labels.sum())
         rule = cfg.threshold_rule
@@ -493,14 +506,12 @@ class AnomalyDetection(Task):
         pixel_rule = "image threshold (an image is flagged exactly when a pixel is)"
         pixel_threshold = image_threshold
         if rule == "f1" and has_masks(validation):
-            masks = read_masks(validation, self.image_spec)
-            truth = np.concatenate([np.zeros(good_maps.size, bool), masks.ravel()])
-            values = np.concatenate([good_maps.ravel(), val_maps.ravel()])
-            sample = np.random.default_rng(0).permutation(values.size)[:2_000_000]
-            pixel_threshold = f1_optimal_threshold(truth[sample], values[sample])
+            truth = np.concatenate([good_maps.truth, val_maps.truth])
+            values = np.concatenate([good_maps.values, val_maps.values])
+            pixel_threshold = f1_optimal_threshold(truth, values)
             pixel_rule = "f1 on validation masks"
         image_scale = _scale(image_threshold, np.median(good_scores))
-        pixel_scale = _scale(pixel_threshold, np.median(good_maps))
+        pixel_scale = _scale(pixel_threshold, np.median(good_maps.values))
         model.head.set_calibration(image_threshold, image_scale, pixel_threshold, pixel_scale)
         self.state["threshold_rule"] = rule
         self.state["calibration"] = {
@@ -514,6 +525,20 @@ class AnomalyDetection(Task):
         }
         self._warn_weak_threshold(rule, method, good_scores, image_threshold, int(val_labels.sum()),
                                   n_good or len(good_scores), cross_fitted=held is not None)
+
+    def _sampled_scores(self, model: nn.Module, source: list[Path] | np.ndarray, extract: Extractor, desc: str,
+                        sample: MapSample, samples: list[AnomalySample] | None = None,
+                        infos: list[FrameInfo] | None = None) -> np.ndarray:
+        """Raw scores of ``source``; their maps go into ``sample`` batch by batch (with the masks of ``samples``)."""
+        scores, done = [], 0
+        for s, m in self._raw_batches(model, source, extract, desc, infos):
+            masks = None
+            if samples is not None and has_masks(samples):
+                masks = read_masks(samples[done:done + len(s)], self.image_spec)
+            sample.add(m, masks)
+            scores.append(s)
+            done += len(s)
+        return np.concatenate(scores) if scores else np.zeros(0, np.float32)
 
     def _warn_weak_threshold(self, rule: str, method: str, good_scores: np.ndarray, threshold: float,
                              n_defective: int, n_good: int, cross_fitted: bool = False) -> None:
@@ -550,13 +575,28 @@ class AnomalyDetection(Task):
                batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, list[FrameInfo | None],
                                                       dict[int, DataError]]:
         """Normalised scores ``[N]`` and maps ``[N, H, W]``, the :class:`FrameInfo` of each item and the errors of
-        the items that could not be read (index -> error; scored as blank frames, for the caller to drop)."""
+        the items that could not be read (index -> error; scored as blank frames, for the caller to drop). Holds
+        every map: for a few images (a predict batch); many go through :meth:`score_stream`."""
         spec = self.image_spec
         items = list(items)
         infos: list[FrameInfo | None] = [None] * len(items)
         errors: dict[int, DataError] = {}
-        if not items:
-            return np.zeros(0, np.float32), np.zeros((0, spec.height, spec.width), np.float32), infos, errors
+        scores = [np.zeros(0, np.float32)]
+        maps = [np.zeros((0, spec.height, spec.width), np.float32)]
+        for _, s, m in self.score_stream(items, names, infos, errors, desc, batch_size):
+            scores.append(s)
+            maps.append(m)
+        return np.concatenate(scores), np.concatenate(maps), infos, errors
+
+    def score_stream(self, items: Sequence[ImageSource], names: Sequence[str], infos: list[FrameInfo | None],
+                     errors: dict[int, DataError], desc: str = "scoring", batch_size: int | None = None,
+                     chunk: int = STREAM_CHUNK):
+        """``(indices, scores, maps)`` per graph run, in input order, decoding as it goes: memory flat in the number
+        of items (they are handed to the parallel runner ``chunk`` at a time, so finished runs never pile up).
+        Fills ``infos[i]`` and, for unreadable items (scored as blank frames, for the caller to drop),
+        ``errors[i]``."""
+        spec = self.image_spec
+        items = list(items)
         blank = np.zeros((spec.height, spec.width, 3), np.uint8)
 
         def prepare(job: Sequence[int]) -> dict[str, np.ndarray]:
@@ -574,13 +614,14 @@ class AnomalyDetection(Task):
         # PaDiM reads its per-position inverse covariances (~100 MB at 256 px) on every run: several images
         # per run amortise that; PatchCore is fastest one image per run (cache-sized activations)
         per_run = batch_size if self.config.model == "padim" else 1
-        scores, maps = [], []
         with tqdm(total=len(items), desc=desc, leave=False, disable=not self.training.progress) as bar:
-            for out in self.parallel_runtime.map(prepare, list(range(len(items))), batch_size, bar.update,
-                                                 per_run=per_run):
-                scores.append(out["score"])
-                maps.append(out["anomaly_map"])
-        return np.concatenate(scores), np.concatenate(maps), infos, errors
+            for sl in batched(len(items), max(chunk, batch_size)):
+                done = sl.start
+                for out in self.parallel_runtime.map(prepare, list(range(sl.start, sl.stop)), batch_size,
+                                                     bar.update, per_run=per_run):
+                    n = len(out["score"])
+                    yield np.arange(done, done + n), out["score"], out["anomaly_map"]
+                    done += n
 
     def score_images(self, items: Sequence[ImageSource], desc: str = "scoring",
                      batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -595,67 +636,12 @@ class AnomalyDetection(Task):
         settle_bad_inputs(len(items), errors, names, skip_bad=False)
         return scores, maps
 
-    def _valid_region(self, sizes: Sequence[tuple[int, int]]) -> np.ndarray | None:
-        """Pixels of the model frame that show the image (None when nothing is letterboxed)."""
-        spec = self.image_spec
-        if not spec.keep_aspect:
-            return None
-        valid = np.zeros((len(sizes), spec.height, spec.width), dtype=bool)
-        for i, size in enumerate(sizes):
-            left, top, right, bottom = content_box(size, spec)
-            valid[i, top:bottom, left:right] = True
-        return valid
-
     def evaluate(self, data: str | Path | AnomalyData, report_dir: str | Path | None = None,
                  **options: Any) -> dict[str, Any]:
+        """Image and pixel metrics on the test images, streamed (:mod:`.evaluation`: no map is kept)."""
         opts = self.EvaluateOptions(**options)
         dataset = data if isinstance(data, AnomalyData) else read_anomaly_data(data, need="test")
-        samples = dataset.test
-        paths = [s.path for s in samples]
-        names = [str(p) for p in paths]
-        labels = np.array([s.label for s in samples])
-        types = np.array([s.defect_type for s in samples])
-        scores, maps, infos, errors = self._score(paths, names, "scoring test images")
-        settle_bad_inputs(len(paths), errors, names, skip_bad=False)
-        warn_stretched(infos, names, self.image_spec)
-        flagged = check_ranges(self, names, infos)
-        masks = read_masks(samples, self.image_spec) if has_masks(samples) else None
-        valid = self._valid_region([info.size for info in infos])
-        result: dict[str, Any] = image_metrics(labels, scores)
-        result.update(pixel_auroc=None, aupro=None, pixel_f1=None)
-        if masks is not None:
-            result.update(pixel_metrics(maps, masks, valid, max_fpr=opts.aupro_max_fpr))
-        result.update(n_test=int(len(samples)), n_good=int((labels == 0).sum()),
-                      n_defective=int(labels.sum()), threshold_rule=self.state.get("threshold_rule"),
-                      pixel_metrics_note=None if masks is not None else "no masks: pixel metrics skipped",
-                      n_out_of_range=sum(bool(f) for f in flagged) if has_ranges(self) else None)
-        result["per_type"] = self._per_type(labels, types, scores, maps, masks, valid, opts.aupro_max_fpr, result)
-        if report_dir is not None:
-            from .report import write_anomaly_report
-
-            result["report"] = str(write_anomaly_report(Path(report_dir), self.config.model, self.image_spec, samples,
-                                                        scores, maps, masks, valid, result,
-                                                        aupro_max_fpr=opts.aupro_max_fpr, examples=opts.examples,
-                                                        autoconfig=self.state.get("autoconfig")))
-        return result
-
-    @staticmethod
-    def _per_type(labels, types, scores, maps, masks, valid, max_fpr, overall) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        good = labels == 0
-        for kind in sorted(set(types[labels == 1])):
-            sel = good | (types == kind)
-            entry: dict[str, Any] = {"n": int((types == kind).sum()),
-                                     "detected": float((scores[types == kind] >= 0.5).mean())}
-            entry.update({k: v for k, v in image_metrics(labels[sel], scores[sel]).items()
-                          if k in ("image_auroc", "image_ap", "image_f1")})
-            if masks is not None and sel.all():  # a single defect type: the overall figures already are its own
-                entry.update(pixel_auroc=overall["pixel_auroc"], aupro=overall["aupro"])
-            elif masks is not None:
-                pm = pixel_metrics(maps[sel], masks[sel], None if valid is None else valid[sel], max_fpr=max_fpr)
-                entry.update(pixel_auroc=pm["pixel_auroc"], aupro=pm["aupro"])
-            out[str(kind)] = entry
-        return out
+        return evaluate_streamed(self, dataset, opts.aupro_max_fpr, opts.examples, report_dir)
 
     def predict(self, inputs: Sequence[ImageSource] | ImageSource, out_dir: str | Path | None = None,
                 explain: bool = False, skip_bad: bool = False) -> list[dict[str, Any]]:
@@ -733,6 +719,12 @@ class AnomalyDetection(Task):
                 "aupro": metrics["aupro"], "image_f1": metrics["image_f1"], "n_test": metrics["n_test"],
                 "model": str(out_dir / "model"), "report": metrics["report"], "predictions": predictions,
                 "sample_inputs": [str(p) for p in examples]}
+
+
+def _joined(batches) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, maps)`` batches joined into one ``(scores [N], maps [N, H, W])``."""
+    scores, maps = zip(*batches)
+    return np.concatenate(scores), np.concatenate(maps)
 
 
 def _scale(threshold: float, typical_good: float) -> float:
