@@ -238,6 +238,10 @@ def predict(
                                        "(nothing is written into the model directory)"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip unreadable inputs (listed) instead of "
                                   "refusing the batch"),
+    engine: str = typer.Option("local", "--engine", help="local | ray: score on a Ray cluster (large archives; "
+                               "files and folders every node can read; pip install 'shopfloor[ray]')"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="with --engine ray: the cluster "
+                                              "(ray://host:10001 or auto); default: a local Ray instance"),
     device: str = DEVICE,
     strict: bool = STRICT,
     key_file: Optional[Path] = KEY_FILE,
@@ -251,15 +255,39 @@ def predict(
             fail(f"unknown --format {fmt!r}; choose one of: {', '.join(RESULT_FORMATS)}")
         check_output_file(json_path, "--json")
         check_output_dir(out, "--out")
-        task = _load(model_dir, device, strict, quiet, key_file)
-        options = {"skip_bad": True} if skip_bad else {}
-        results = task.predict([str(p) for p in inputs], out_dir=out, explain=explain, **options)
+        if engine == "ray":
+            results, name = _predict_on_ray(model_dir, inputs, ray_address, explain, out, skip_bad, device, strict,
+                                            key_file, quiet)
+        elif engine != "local":
+            fail(f"unknown --engine {engine!r}; choose local or ray")
+        else:
+            if ray_address is not None:
+                fail("--ray-address needs --engine ray")
+            task = _load(model_dir, device, strict, quiet, key_file)
+            options = {"skip_bad": True} if skip_bad else {}
+            results = task.predict([str(p) for p in inputs], out_dir=out, explain=explain, **options)
+            name = task.name
     skipped = sum(1 for r in results if r.get("skipped"))
-    show(rows_table(results, f"{task.name}: predictions"))
+    show(rows_table(results, f"{name}: predictions"))
     flagged = sum(1 for r in results if r.get("out_of_range"))
     say(f"{len(results) - skipped} prediction(s)" + (f", {skipped} input(s) skipped" if skipped else "")
         + (f", {flagged} out of the training range" if flagged else ""))
     write_result(results, json_path, "json" if json_path is not None else fmt)
+
+
+def _predict_on_ray(model_dir: Path, inputs: List[Path], address: Optional[str], explain: bool, out: Optional[Path],
+                    skip_bad: bool, device: str, strict: bool, key_file: Optional[Path], quiet: bool):
+    """``predict --engine ray``: the rows and the task name (see :mod:`shopfloor.plant.ray_engine`)."""
+    from shopfloor.core.registry import load
+    from shopfloor.plant.ray_engine import predict_on_ray
+
+    if explain or out is not None:
+        fail("--explain and --out write files on the Ray workers; run them with --engine local")
+    name = load(model_dir, device="cpu", key_file=key_file).name
+    rows = predict_on_ray(model_dir, [str(p) for p in inputs], address=address,
+                          device="cpu" if device == "auto" else device, strict=strict, key_file=key_file,
+                          skip_bad=skip_bad, progress=not quiet)
+    return rows, name
 
 
 @app.command()
