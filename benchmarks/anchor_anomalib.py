@@ -133,6 +133,10 @@ def run_set(path: Path, coreset_ratio: float, workers: int) -> dict:
     from lightning.pytorch import seed_everything
     from torchvision.transforms.v2 import Compose, Normalize, Resize
 
+    import anomalib.data.datasets.image.mvtecad as mvtec_module
+
+    # anomalib's MVTec AD reader globs PNG only; sets stored as JPEG (DeepPCB) need the other image suffixes too
+    mvtec_module.IMG_EXTENSIONS = tuple(mvtec_module.IMG_EXTENSIONS) + (".jpg", ".jpeg", ".JPG", ".bmp")
     seed_everything(0, workers=True)
     pre = PreProcessor(transform=Compose([Resize(IMAGE_SIZE, antialias=True),
                                           Normalize(mean=[127 / 255] * 3, std=[128 / 255] * 3)]))
