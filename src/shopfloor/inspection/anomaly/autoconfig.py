@@ -214,15 +214,18 @@ def budget_plan(sizes: Sequence[tuple[int, int]], long_side: int, build: Builder
     record: list[dict] = []
     keep: list[Candidate] = []
 
-    def consider(candidate: Candidate, cost: dict | None = None, why: str = "") -> bool:
+    def consider(candidate: Candidate, cost: dict | None = None, why: str = "", validate: bool = True) -> bool:
         cost = cost or candidate_cost(build, bank_size, candidate)
         over = cost["gflops_per_image"] > budget
         small = candidate.blocks == FINE_BLOCKS and cost["bank_cap"] < MIN_FINE_BANK
-        entry = {"candidate": candidate.label(), **cost, "status": "kept" if not (over or small) else "pruned"}
+        status = "pruned" if over or small else "kept" if validate else "not validated"
+        entry = {"candidate": candidate.label(), **cost, "status": status}
         if over:
             entry["reason"] = f"over the budget ({cost['gflops_per_image']:.3g} > {budget:.3g} GFLOPs per image)"
         elif small:
             entry["reason"] = f"bank cap {cost['bank_cap']} under {MIN_FINE_BANK} within the budget"
+        elif not validate:
+            entry["reason"] = "within the budget; only the largest frame up to the native size is validated"
         elif why:
             entry["reason"] = why
         if all(r["candidate"] != entry["candidate"] for r in record):
@@ -248,7 +251,7 @@ def budget_plan(sizes: Sequence[tuple[int, int]], long_side: int, build: Builder
             if blocks == FINE_BLOCKS and consider(start, unit, "largest frame within the budget"):
                 keep.append(start)
         for candidate in geometry_candidates(sizes, long_side)[1:]:  # the near-native frame, costed for the record
-            consider(Candidate(candidate.image_size, candidate.tiles, blocks))
+            consider(Candidate(candidate.image_size, candidate.tiles, blocks), validate=False)
     return keep, {"ratio": ratio, "reference": f"fixed defaults: {long_side}x{long_side}, blocks "
                   f"{list(DEFAULT_BLOCKS)}, bank {FIXED_BANK}", "reference_gflops": round(reference, 3),
                   "budget_gflops": round(budget, 3), "candidates": record,
