@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from shopfloor.core.artifact import fingerprint_arrays, fingerprint_files
 from shopfloor.core.config import StrictModel, TrainingConfig
-from shopfloor.core.errors import ConfigError, DataError
+from shopfloor.core.errors import DataError
 from shopfloor.core.task import OnnxSignature, Task, batched
 from shopfloor.core.training import seed_everything
 
@@ -53,29 +53,23 @@ from ..images import (
     detect_bit_depth,
     expand_image_inputs,
     input_names,
-    read_frames,
     split_image_stack,
     stretch_message,
     to_model_input,
 )
 from ..inputs import check_ranges, finish_predictions, fit_input_ranges, settle_bad_inputs
-from ..layouts import AnomalyData, AnomalySample, has_masks, read_anomaly_data, read_masks
+from ..layouts import AnomalyData, read_anomaly_data
 from .autoconfig import Candidate, PseudoValidation, bank_rule, holdout_plan, search
-from .coreset import greedy_coreset
-from .metrics import f1_optimal_threshold, false_alarm_threshold
+from .calibration import Calibration
+from .evaluation import evaluate_streamed
+from .fitting import FeatureFitting
 from .padim import Padim
 from .patchcore import PatchCore
-from .evaluation import evaluate_streamed
-from .sampling import MapSample
 
 log = logging.getLogger(__name__)
 
-MIN_HELDOUT_GOOD = 10  # fewer held-out good images than this: the threshold is a training warning
-MIN_VALIDATION_DEFECTS = 5  # the same for the defective validation images behind an F1 threshold
 
-STREAM_CHUNK = 256  # images handed to the parallel runner at a time while streaming (bounds pending results)
-
-Extractor = Callable[[torch.Tensor], torch.Tensor]
+STREAM_CHUNK = 64  # images handed to the parallel runner at a time while streaming (bounds pending results)
 
 
 class AnomalyDetectionConfig(StrictModel):
@@ -153,7 +147,7 @@ class AnomalyEvaluateOptions(StrictModel):
     examples: int = Field(4, ge=0, le=20, description="best and worst examples shown in the report")
 
 
-class AnomalyDetection(Task):
+class AnomalyDetection(FeatureFitting, Calibration, Task):
     """Anomaly detection + localisation from good images only (see module docstring)."""
 
     name = "anomaly-detection"
@@ -194,25 +188,6 @@ class AnomalyDetection(Task):
             return None, data
         found = read_anomaly_data(data, need="train")
         return found, found.train
-
-    def _load_batch(self, source: list[Path] | np.ndarray, sl: slice,
-                    infos: list[FrameInfo] | None = None) -> torch.Tensor:
-        spec = self.image_spec
-        if isinstance(source, np.ndarray):
-            decoded = [decode_frame(a, spec, f"in-memory training image {sl.start + k}")
-                       for k, a in enumerate(source[sl])]
-            arrays, found = np.stack([frame for frame, _ in decoded]), [info for _, info in decoded]
-        else:
-            arrays, found = read_frames(source[sl], spec)
-        if infos is not None:
-            infos.extend(found)
-        return torch.from_numpy(to_model_input(arrays))
-
-    def _batches(self, source: list[Path] | np.ndarray, desc: str, infos: list[FrameInfo] | None = None):
-        n = len(source)
-        for sl in tqdm(list(batched(n, self.training.batch_size)), desc=desc, leave=False,
-                       disable=not self.training.progress):
-            yield self._load_batch(source, sl, infos)
 
     def fit(self, data: str | Path | AnomalyData | np.ndarray, out_dir: str | Path | None = None) -> "AnomalyDetection":
         # with auto, the config is rewritten with the choices: a second fit starts again from the one asked for
@@ -337,50 +312,6 @@ class AnomalyDetection(Task):
                  result.seconds)
         return state
 
-    def _feature_extractor(self, model: nn.Module) -> Extractor:
-        """The backbone part exported and run in ONNX Runtime (several times faster than eager torch on CPU;
-        it matches torch to ~1e-5): batch ``[B, 3, H, W]`` -> features ``[B, C, h, w]``."""
-        from shopfloor.core.runtime import OnnxModel, export_onnx
-
-        onnx = export_onnx(model.extractor, (torch.zeros(1, 3, *model.extractor.image_size),), ["images"],
-                           ["features"])
-        session = OnnxModel(onnx, device=self.training.device)
-        return lambda batch: torch.from_numpy(session.run(images=batch.numpy())["features"])
-
-    def _fit_patchcore(self, model: PatchCore, source: list[Path] | np.ndarray, extract: Extractor,
-                       infos: list[FrameInfo] | None = None) -> tuple[torch.Tensor, int]:
-        """Fill the memory bank; returns the feature store (``keep`` rows per image, in image order) and ``keep``."""
-        cfg = self.config
-        th, tw = model.extractor.grid
-        gh, gw = th * model.tiles[0], tw * model.tiles[1]
-        per_image = gh * gw
-        c = model.feature_dim
-        bytes_per_row = 4 * (c + min(cfg.coreset_projection_dim, c) + 2)
-        cap_rows = max(1, cfg.feature_memory_mb * 2 ** 20 // bytes_per_row)
-        keep = min(per_image, max(1, cap_rows // len(source)))
-        store = torch.empty(len(source) * keep, c)
-        gen = torch.Generator().manual_seed(cfg.training.seed)
-        row = 0
-        for batch in self._batches(source, "extracting features", infos):
-            feats = extract(model.tile(batch))
-            rows = feats.permute(0, 2, 3, 1).reshape(len(batch), per_image, c)
-            if keep < per_image:
-                idx = torch.stack([torch.randperm(per_image, generator=gen)[:keep] for _ in range(len(rows))])
-                rows = torch.gather(rows, 1, idx.unsqueeze(-1).expand(-1, -1, c))
-            rows = rows.reshape(-1, c)
-            store[row:row + len(rows)] = rows
-            row += len(rows)
-        size = self._bank_size(model, len(source) * per_image, len(store))
-        chosen = greedy_coreset(store, size, cfg.coreset_projection_dim, seed=cfg.training.seed,
-                                progress=self.training.progress)
-        model.set_memory_bank(store[chosen].clone())
-        self.state.update(bank_size=int(size), patches_per_image=int(keep), patch_grid=[gh, gw],
-                          patches_subsampled=bool(keep < per_image))
-        if keep < per_image:
-            log.warning("feature_memory_mb=%d caps the feature store: %d of %d patches kept per image",
-                        cfg.feature_memory_mb, keep, per_image)
-        return store, keep
-
     def _bank_size(self, model: PatchCore, n_patches: int, n_stored: int, record: bool = True) -> int:
         """Fixed rule (``auto`` false): ``coreset_ratio`` of the stored patches, at most ``max_bank_size``. Auto:
         :func:`~.autoconfig.bank_rule` (training patches under the latency and memory budgets), recorded."""
@@ -392,183 +323,6 @@ class AnomalyDetection(Task):
         if record:
             self.state["bank_rule"] = {**figures, "size": int(size), "n_training_patches": int(n_patches)}
         return size
-
-    @classmethod
-    def _stored_scores(cls, model: PatchCore, store: torch.Tensor, keep: int, images: np.ndarray,
-                       chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
-        """Raw scores and maps of the ``images`` (positions in the store) from their stored features, which hold
-        every patch (tile-major, row-major within a tile), as ``extract(model.tile(batch))`` gave them."""
-        return _joined(cls._stored_batches(model, store, keep, images, chunk))
-
-    @staticmethod
-    def _stored_batches(model: PatchCore, store: torch.Tensor, keep: int, images: np.ndarray, chunk: int = 8):
-        """:meth:`_stored_scores` as ``(scores, maps)`` per chunk of images (memory flat in their number)."""
-        th, tw = model.extractor.grid
-        n_tiles = model.tiles[0] * model.tiles[1]
-        c = store.shape[1]
-        for start in range(0, len(images), chunk):
-            part = images[start:start + chunk]
-            rows = torch.cat([store[i * keep:(i + 1) * keep] for i in part])
-            feats = rows.reshape(len(part) * n_tiles, th, tw, c).permute(0, 3, 1, 2)
-            s, m = model.head.raw(model.stitch(model.feature_scores(feats)))
-            yield s.numpy(), m.numpy()
-
-    def _cross_fit_scores(self, model: PatchCore, source: list[Path] | np.ndarray, store: torch.Tensor, keep: int,
-                          extract: Extractor, folds: int) -> tuple[np.ndarray, MapSample]:
-        """Raw scores and a pixel sample of the maps (:class:`.sampling.MapSample`) of every bank image, each from a
-        bank built without its fold (then the full bank is put back): the threshold's good images without holding
-        any out of the bank."""
-        cfg = self.config
-        full_bank = model.memory_bank.clone()
-        n = len(source)
-        fold_of = np.arange(n) % folds
-        scores = np.zeros(n, np.float32)
-        sample = MapSample(n, self.image_spec.height * self.image_spec.width, seed=cfg.training.seed)
-        pick = (lambda idx: source[idx]) if isinstance(source, np.ndarray) else (lambda idx: [source[i] for i in idx])
-        for f in range(folds):
-            inside = np.flatnonzero(fold_of == f)
-            rows = torch.from_numpy(np.repeat(fold_of != f, keep))
-            kept = store[rows]
-            per_image = model.extractor.grid[0] * model.extractor.grid[1] * model.tiles[0] * model.tiles[1]
-            size = self._bank_size(model, int((fold_of != f).sum()) * per_image, len(kept), record=False)
-            chosen = greedy_coreset(kept, size, cfg.coreset_projection_dim, seed=cfg.training.seed + 1 + f)
-            model.set_memory_bank(kept[chosen].clone())
-            if keep == per_image:  # every patch of every image is stored: score the fold from the store
-                batches = self._stored_batches(model, store, keep, inside)
-            else:
-                batches = self._raw_batches(model, pick(inside), extract, f"cross-fitting fold {f + 1}/{folds}")
-            done = 0
-            for s, m in batches:
-                scores[inside[done:done + len(s)]] = s
-                sample.add(m)
-                done += len(s)
-        model.set_memory_bank(full_bank)
-        return scores, sample
-
-    def _fit_padim(self, model: Padim, source: list[Path] | np.ndarray, extract: Extractor,
-                   infos: list[FrameInfo] | None = None) -> None:
-        acc = model.accumulator()
-        for batch in self._batches(source, "extracting features", infos):
-            acc.update(extract(batch))
-        mean, inv_cov = acc.finalize(self.config.padim_regularization)
-        model.set_gaussians(mean, inv_cov)
-        self.state.update(patch_grid=list(model.extractor.grid))
-
-    def _raw_scores(self, model: nn.Module, source: list[Path] | np.ndarray, extract: Extractor,
-                    desc: str, infos: list[FrameInfo] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Raw scores ``[N]`` and maps ``[N, H, W]`` of ``source`` by the eager model (few images: all maps held)."""
-        return _joined(self._raw_batches(model, source, extract, desc, infos))
-
-    def _raw_batches(self, model: nn.Module, source: list[Path] | np.ndarray, extract: Extractor,
-                     desc: str, infos: list[FrameInfo] | None = None):
-        """Raw ``(scores, maps)`` batch by batch, decoding each batch from disk as it goes (memory flat)."""
-        for batch in self._batches(source, desc, infos):
-            if isinstance(model, PatchCore):
-                s, m = model.head.raw(model.stitch(model.feature_scores(extract(model.tile(batch)))))
-            else:
-                s, m = model.head.raw(model.feature_scores(extract(batch)))
-            yield s.numpy(), m.numpy()
-
-    def _calibrate(self, model: nn.Module, held_good: list[Path] | np.ndarray,
-                   validation: list[AnomalySample], extract: Extractor, infos: list[FrameInfo] | None = None,
-                   n_good: int | None = None, held: tuple[np.ndarray, MapSample] | None = None) -> None:
-        """Set image and pixel thresholds and scales from held-out good (and validation) images, or from the
-        cross-fitted raw scores and map sample of the good images given as ``held``; warn (kept in the artifact)
-        when they rest on too few images. Maps are streamed into bounded pixel samples (:mod:`.sampling`)."""
-        cfg = self.config
-        pixels = self.image_spec.height * self.image_spec.width
-        if held is not None:
-            good_scores, good_maps = held
-        else:
-            good_maps = MapSample(len(held_good), pixels, seed=cfg.training.seed)
-            good_scores = self._sampled_scores(model, held_good, extract, "scoring held-out good images", good_maps,
-                                               infos=infos)
-        val_scores = np.zeros(0)
-        val_labels = np.zeros(0, dtype=int)
-        val_maps = MapSample(len(validation), pixels, seed=cfg.training.seed + 1)
-        if validation:
-            val_scores = self._sampled_scores(model, [s.path for s in validation], extract,
-                                              "scoring validation images", val_maps, validation)
-            val_labels = np.array([s.label for s in validation])
-        has_defects = bool(val_labels.sum())
-        rule = cfg.threshold_rule
-        if rule == "auto":
-            rule = "f1" if has_defects else "quantile"
-        if rule == "f1" and not has_defects:
-            raise ConfigError("threshold_rule 'f1' needs defective validation images (plain layout: a defect/ folder; "
-                              "MVTec layout: validation/<type>/); use 'quantile' for good images only")
-        if rule == "f1":
-            labels = np.concatenate([np.zeros(len(good_scores), int), val_labels])
-            image_threshold = f1_optimal_threshold(labels, np.concatenate([good_scores, val_scores]))
-            method = "maximum F1 on held-out good + validation images"
-        else:
-            image_threshold, method = false_alarm_threshold(good_scores, cfg.false_alarm_rate)
-        pixel_rule = "image threshold (an image is flagged exactly when a pixel is)"
-        pixel_threshold = image_threshold
-        if rule == "f1" and has_masks(validation):
-            truth = np.concatenate([good_maps.truth, val_maps.truth])
-            values = np.concatenate([good_maps.values, val_maps.values])
-            pixel_threshold = f1_optimal_threshold(truth, values)
-            pixel_rule = "f1 on validation masks"
-        image_scale = _scale(image_threshold, np.median(good_scores))
-        pixel_scale = _scale(pixel_threshold, np.median(good_maps.values))
-        model.head.set_calibration(image_threshold, image_scale, pixel_threshold, pixel_scale)
-        self.state["threshold_rule"] = rule
-        self.state["calibration"] = {
-            "image_threshold_raw": float(image_threshold), "image_scale": float(image_scale),
-            "pixel_threshold_raw": float(pixel_threshold), "pixel_scale": float(pixel_scale),
-            "image_rule": method, "pixel_rule": pixel_rule,
-            "false_alarm_rate_target": cfg.false_alarm_rate if rule == "quantile" else None,
-            "n_heldout_good": int(len(good_scores)), "n_validation": int(len(val_labels)),
-            "heldout_good_flagged": float((good_scores >= image_threshold).mean()),
-            "normalisation": "sigmoid((raw - threshold) / scale): 0.5 is the threshold",
-        }
-        self._warn_weak_threshold(rule, method, good_scores, image_threshold, int(val_labels.sum()),
-                                  n_good or len(good_scores), cross_fitted=held is not None)
-
-    def _sampled_scores(self, model: nn.Module, source: list[Path] | np.ndarray, extract: Extractor, desc: str,
-                        sample: MapSample, samples: list[AnomalySample] | None = None,
-                        infos: list[FrameInfo] | None = None) -> np.ndarray:
-        """Raw scores of ``source``; their maps go into ``sample`` batch by batch (with the masks of ``samples``)."""
-        scores, done = [], 0
-        for s, m in self._raw_batches(model, source, extract, desc, infos):
-            masks = None
-            if samples is not None and has_masks(samples):
-                masks = read_masks(samples[done:done + len(s)], self.image_spec)
-            sample.add(m, masks)
-            scores.append(s)
-            done += len(s)
-        return np.concatenate(scores) if scores else np.zeros(0, np.float32)
-
-    def _warn_weak_threshold(self, rule: str, method: str, good_scores: np.ndarray, threshold: float,
-                             n_defective: int, n_good: int, cross_fitted: bool = False) -> None:
-        """A training warning (``state["warnings"]``) when the threshold rests on too few images."""
-        cfg = self.config
-        n_held, rate = len(good_scores), cfg.false_alarm_rate
-        problems = []
-        if n_held < MIN_HELDOUT_GOOD:
-            problems.append(f"it was set on only {n_held} held-out good image(s) (fewer than {MIN_HELDOUT_GOOD}), so "
-                            "the share of new good parts it flags is uncertain")
-        if rule == "quantile" and n_held * rate < 1:
-            need = math.ceil(1 / rate) if rate > 0 else None
-            resolved = (f"--false-alarm-rate {rate:g} needs at least {need} held-out good images to be resolved"
-                        if need else "--false-alarm-rate 0 puts it at the highest held-out score")
-            problems.append(f"{resolved}; with {n_held} the threshold ({threshold:.4g}; highest held-out score "
-                            f"{float(np.max(good_scores)):.4g}) is set by the {method}")
-        if rule == "f1" and n_defective < MIN_VALIDATION_DEFECTS:
-            problems.append(f"the F1 rule chose it on only {n_defective} defective validation image(s) (fewer than "
-                            f"{MIN_VALIDATION_DEFECTS})")
-        if not problems:
-            return
-        rate_hint = (f"; or accept --false-alarm-rate {math.ceil(100 / n_held) / 100:g} or more"
-                     if rule == "quantile" and n_held >= 2 and n_held * rate < 1 else "")
-        where = (f"All {n_good} good training images were scored by cross-fitting. Add good training images"
-                 if cross_fitted else f"{n_held} of {n_good} good training images were held out (--val-fraction "
-                 f"{cfg.training.val_fraction:g}). Add good training images or raise --val-fraction")
-        self.note_warning(
-            "anomaly threshold may not hold on new parts: " + "; ".join(problems) + f". {where}{rate_hint}; "
-            f"{'or use --threshold-rule f1 with' if rule == 'quantile' else 'add'} "
-            "defective validation images (plain layout: defect/; MVTec layout: validation/<type>/)")
 
     # ----------------------------------------------------------------- inference
     def _score(self, items: Sequence[ImageSource], names: Sequence[str], desc: str = "scoring",
@@ -719,17 +473,6 @@ class AnomalyDetection(Task):
                 "aupro": metrics["aupro"], "image_f1": metrics["image_f1"], "n_test": metrics["n_test"],
                 "model": str(out_dir / "model"), "report": metrics["report"], "predictions": predictions,
                 "sample_inputs": [str(p) for p in examples]}
-
-
-def _joined(batches) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, maps)`` batches joined into one ``(scores [N], maps [N, H, W])``."""
-    scores, maps = zip(*batches)
-    return np.concatenate(scores), np.concatenate(maps)
-
-
-def _scale(threshold: float, typical_good: float) -> float:
-    """Sigmoid scale: the gap between the threshold and a typical good value (floored at 5 % of the threshold)."""
-    return float(max(threshold - typical_good, 0.05 * abs(threshold), 1e-6))
 
 
 def _to_original_size(amap: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
