@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from shopfloor.core.errors import ConfigError
-from shopfloor.core.runtime import OnnxModel, ParallelRunner, export_onnx, select_providers
+from shopfloor.core.runtime import OnnxModel, ParallelRunner, available_providers, export_onnx, select_providers
 
 
 class Affine(nn.Module):
@@ -48,3 +48,64 @@ def test_parallel_runner_reraises_errors_from_prepare(graph):
 def test_unknown_device_is_a_clear_error():
     with pytest.raises(ConfigError, match="unknown device"):
         select_providers("tpu")
+
+
+# ----------------------------------------------------------------------------------------------- devices
+ACCELERATORS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+                "openvino": "OpenVINOExecutionProvider"}
+# parity with the reference CPU provider, max |difference| of softmax probabilities: fp32 kernels differ in
+# summation order (and CUDA may use TF32 for convolutions), so 1e-3; the int8 graph must agree with fp32 within
+# its gate (top-1 on at least 99 % of the inputs)
+FP32_TOLERANCE = 1e-3
+
+
+def test_cpu_and_auto_select_the_cpu_provider_here():
+    assert select_providers("cpu") == ["CPUExecutionProvider"]
+    expected = "CUDAExecutionProvider" if "CUDAExecutionProvider" in available_providers() else "CPUExecutionProvider"
+    assert select_providers("auto")[0] == expected
+    assert select_providers("auto")[-1] == "CPUExecutionProvider"
+
+
+@pytest.mark.parametrize("device", ["cuda:0", "cpu:NPU", "openvino:TPU"])
+def test_device_targets_only_for_openvino(device):
+    with pytest.raises(ConfigError, match="only openvino takes a target|unknown device"):
+        select_providers(device)
+
+
+@pytest.mark.parametrize("device", sorted(ACCELERATORS))
+def test_absent_accelerator_is_an_error_saying_what_to_install(device):
+    if ACCELERATORS[device] in available_providers() and (device != "tensorrt" or
+                                                           "CUDAExecutionProvider" in available_providers()):
+        pytest.skip(f"{ACCELERATORS[device]} is present here (its parity test runs instead)")
+    with pytest.raises(ConfigError, match=f"{ACCELERATORS[device]}.*install.*--device cpu") as info:
+        OnnxModel(export_onnx(Affine(), (torch.zeros(2, 3),), ["x"], ["y", "total"]), device=device)
+    assert {"cuda": "onnxruntime-gpu", "tensorrt": "tensorrt", "openvino": "shopfloor[openvino]"}[device] in str(
+        info.value)
+
+
+@pytest.mark.parametrize("device", sorted(ACCELERATORS))
+def test_present_accelerator_matches_the_cpu_provider_fp32_and_int8(device):
+    if ACCELERATORS[device] not in available_providers():
+        pytest.skip(f"{ACCELERATORS[device]} is not installed here (the refusal test covers it)")
+    from int8_toy import ToyConv, make_arrays
+
+    task = ToyConv().fit(None)
+    xs, _ = make_arrays(20, 1)
+    task.quantize(list(xs[::2]), max_disagreement=0.01)
+    reference = OnnxModel(task._onnx_bytes, device="cpu").run(image=xs)["probabilities"]
+    model = OnnxModel(task._onnx_bytes, device=device)
+    assert model.providers[0] == ACCELERATORS[device]
+    assert np.max(np.abs(model.run(image=xs)["probabilities"] - reference)) <= FP32_TOLERANCE
+    if task._int8_bytes is not None:
+        int8 = OnnxModel(task._int8_bytes, device=device).run(image=xs)["probabilities"]
+        assert np.mean(int8.argmax(1) != reference.argmax(1)) <= 0.01
+
+
+def test_openvino_options_reach_the_provider():
+    if ACCELERATORS["openvino"] not in available_providers():
+        with pytest.raises(ConfigError, match="shopfloor\\[openvino\\]"):
+            select_providers("openvino:NPU")
+        return
+    providers = select_providers("openvino", threads=1)
+    assert providers[0] == ("OpenVINOExecutionProvider", {"device_type": "CPU", "num_of_threads": "1"})
+    assert select_providers("openvino:GPU")[0][1]["device_type"] == "GPU"

@@ -45,7 +45,10 @@ VERBOSE = typer.Option(False, "--verbose", "-v", help="also show library logs an
                        "tips, deprecations) and tracebacks of internal errors")
 QUIET = typer.Option(False, "--quiet", "-q", help="only results, warnings and errors (no tables or notes)")
 STRICT = typer.Option(False, "--strict", help="refuse inputs far outside the training ranges instead of warning")
-DEVICE = typer.Option("auto", help="auto | cpu | cuda (ONNX Runtime execution provider)")
+DEVICE = typer.Option("auto", help="auto | cpu | cuda | tensorrt | openvino (openvino:GPU, openvino:NPU): the ONNX "
+                      "Runtime execution provider; one that is not installed is an error saying what to install")
+PRECISION = typer.Option("auto", help="auto | fp32 | int8: auto runs the int8 graph when `shopfloor optimize --int8` "
+                         "added one that passed its accuracy gate")
 KEY_FILE = typer.Option(None, "--key-file", help="refuse the model directory unless its signature verifies with "
                         "this key (default: $SHOPFLOOR_KEY_FILE; see `shopfloor sign`)")
 
@@ -160,10 +163,11 @@ def train(
         say(f"model written to {out}", style="green")
 
 
-def _load(model_dir: Path, device: str, strict: bool = False, quiet: bool = False, key_file: Path | None = None):
+def _load(model_dir: Path, device: str, strict: bool = False, quiet: bool = False, key_file: Path | None = None,
+          precision: str = "auto"):
     from shopfloor.core.registry import load
 
-    task = load(model_dir, device=device, strict=strict, key_file=key_file)
+    task = load(model_dir, device=device, strict=strict, key_file=key_file, precision=precision)
     if quiet:
         task.training.progress = False
     return task
@@ -177,6 +181,7 @@ def evaluate(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write metrics as JSON here (- for stdout)"),
     report: Optional[Path] = typer.Option(None, "--report", help="write report.html and PNGs here"),
     device: str = DEVICE,
+    precision: str = PRECISION,
     strict: bool = STRICT,
     key_file: Optional[Path] = KEY_FILE,
     verbose: bool = VERBOSE,
@@ -189,7 +194,7 @@ def evaluate(
     with user_errors():
         check_output_file(json_path, "--json")
         check_output_dir(report, "--report")
-        task = _load(model_dir, device, strict, quiet, key_file)
+        task = _load(model_dir, device, strict, quiet, key_file, precision)
         options = build_config(task.EvaluateOptions, parse_cli_overrides(list(ctx.args), task.EvaluateOptions))
         metrics = task.evaluate(str(data), report_dir=report, **options.model_dump())
     show_metrics({k: v for k, v in metrics.items() if k != "confusion_matrix"}, f"{task.name}: test")
@@ -243,6 +248,7 @@ def predict(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="with --engine ray: the cluster "
                                               "(ray://host:10001 or auto); default: a local Ray instance"),
     device: str = DEVICE,
+    precision: str = PRECISION,
     strict: bool = STRICT,
     key_file: Optional[Path] = KEY_FILE,
     verbose: bool = VERBOSE,
@@ -263,7 +269,7 @@ def predict(
         else:
             if ray_address is not None:
                 fail("--ray-address needs --engine ray")
-            task = _load(model_dir, device, strict, quiet, key_file)
+            task = _load(model_dir, device, strict, quiet, key_file, precision)
             options = {"skip_bad": True} if skip_bad else {}
             results = task.predict([str(p) for p in inputs], out_dir=out, explain=explain, **options)
             name = task.name
@@ -309,6 +315,57 @@ def export(
         result = export_artifact(model_dir, fmt, path, key_file=key_file)
     say(f"exported {result['path']} (max |difference| vs stored graph: {result['max_abs_diff']:.2e})",
         style="green")
+
+
+@app.command()
+def optimize(
+    model_dir: Path = typer.Argument(..., help="model directory (the int8 graph is added to it)"),
+    int8: bool = typer.Option(False, "--int8", help="int8 static quantisation (QDQ, per channel) behind an "
+                              "accuracy gate"),
+    data: List[Path] = typer.Option(..., "--data", help="inputs like the deployed ones, ideally the model's training "
+                                    "or validation images (folders are searched): part calibrates, the rest checks"),
+    calibration: Optional[List[Path]] = typer.Option(None, "--calibration", help="calibrate on these instead; every "
+                                                     "--data input is then checked"),
+    max_disagreement: float = typer.Option(0.01, "--max-disagreement", min=0.0, max=0.99, help="refuse the int8 "
+                                           "graph when it disagrees with fp32 on more than this share of the checked "
+                                           "inputs (classes: top-1; anomaly scores: decisions)"),
+    max_inputs: int = typer.Option(512, "--max-inputs", min=4, help="inputs read at most (a seeded sample)"),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="verify the model directory with this key "
+                                            "and sign it again after the change"),
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+) -> None:
+    """Make a model faster on the CPU: `--int8` adds an int8 graph (model.int8.onnx, hashed in the manifest) when it
+    agrees with the fp32 graph on the --data inputs; predict, evaluate and serve then use it (--precision fp32 to
+    opt out). A refused graph is not written; the fp32 one stays, with a note giving the numbers."""
+    setup_console(verbose, quiet)
+    with user_errors():
+        if not int8:
+            fail("nothing to do: give --int8 (int8 static quantisation behind an accuracy gate)")
+        if key_file is not None:
+            from shopfloor.core.artifact import read_key
+
+            read_key(key_file)
+        task = _load(model_dir, "cpu", False, quiet, key_file, "fp32")
+        signed = task._artifact is not None and task._artifact.signature != "unsigned"
+        record = task.quantize([str(p) for p in data], max_disagreement=max_disagreement, max_inputs=max_inputs,
+                               calibration_data=[str(p) for p in calibration] if calibration else None,
+                               out_dir=model_dir)
+        if key_file is not None:
+            from shopfloor.core.artifact import sign_artifact
+
+            sign_artifact(model_dir, key_file)
+    layers = record["layers"]
+    say(f"{record['summary']}; {layers['quantized']} of {layers['layers']} layers int8, calibrated on "
+        f"{record['n_calibration']} input(s)")
+    if record["accepted"]:
+        say(f"int8 graph written to {Path(model_dir) / 'model.int8.onnx'}; used by default (--precision fp32 to "
+            "opt out)", style="green")
+    else:
+        say("int8 graph refused: the fp32 graph is kept (the note is stored in the model)", style="yellow")
+    if signed and key_file is None:
+        say("the model directory was signed: the change removed the signature; sign it again with `shopfloor sign`",
+            style="yellow")
 
 
 @app.command()

@@ -67,14 +67,18 @@ def get_task(name: str) -> type[Task]:
     return cls
 
 
-def load(path: str | Path, device: str = "auto", strict: bool = False, key_file: str | Path | None = None) -> Task:
+def load(path: str | Path, device: str = "auto", strict: bool = False, key_file: str | Path | None = None,
+         precision: str = "auto") -> Task:
     """Open any saved model directory as its task.
+
+    ``device``: execution provider (auto, cpu, cuda, tensorrt, openvino); ``precision``: auto (int8 when the
+    directory holds an int8 graph that passed its accuracy gate), fp32 or int8.
 
     ``strict``: refuse inputs far outside the training ranges instead of warning. ``key_file`` (or the environment
     variable ``SHOPFLOOR_KEY_FILE``): refuse the directory unless its signature verifies with that key.
     """
     artifact = read_artifact(path, key_file=key_file)
-    return get_task(artifact.task).load(path, device=device, strict=strict, key_file=key_file)
+    return get_task(artifact.task).load(path, device=device, strict=strict, key_file=key_file, precision=precision)
 
 
 __all__ = ["ENTRY_POINT_GROUP", "Task", "get_task", "load", "register", "task_names"]

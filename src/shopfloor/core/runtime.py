@@ -1,4 +1,10 @@
-"""The one inference path: ONNX Runtime over the exported graph, used by evaluate, predict and serving."""
+"""The one inference path: ONNX Runtime over the exported graph, used by evaluate, predict and serving.
+
+Devices are ONNX Runtime execution providers (:func:`select_providers`): ``cpu`` (the reference), ``cuda`` and
+``tensorrt`` (package ``onnxruntime-gpu``), ``openvino`` (package ``onnxruntime-openvino``; ``openvino:GPU`` or
+``openvino:NPU`` for an Intel GPU or AI accelerator) and ``auto`` (CUDA where present, else the CPU). A device that
+is asked for but not present is a :class:`ConfigError` naming what to install, never a silent fallback.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,20 @@ from .errors import ArtifactError, ConfigError
 from .quiet import quiet_libraries
 
 Item = TypeVar("Item")
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
+CPU = "CPUExecutionProvider"
+PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+             "openvino": "OpenVINOExecutionProvider"}
+INSTALL = {
+    "cuda": "install onnxruntime-gpu in place of onnxruntime (`pip uninstall onnxruntime && pip install "
+            "onnxruntime-gpu`) on a machine with an NVIDIA GPU, CUDA 12 and cuDNN 9",
+    "tensorrt": "install onnxruntime-gpu in place of onnxruntime and NVIDIA TensorRT 10 (`pip install tensorrt`) on a "
+                "machine with an NVIDIA GPU",
+    "openvino": "install the OpenVINO build of ONNX Runtime in place of onnxruntime: `pip uninstall -y onnxruntime && "
+                "pip install shopfloor[openvino]`",
+}
+OPENVINO_TARGETS = ("CPU", "GPU", "NPU")
 
 
 def cpu_cores() -> int:
@@ -28,23 +48,53 @@ def available_providers() -> list[str]:
     return ort.get_available_providers()
 
 
-def select_providers(device: str = "auto") -> list[str]:
-    """Execution providers for ``device`` (auto | cpu | cuda); asking for cuda without it is an error."""
+def parse_device(device: str) -> tuple[str, str | None]:
+    """``"openvino:NPU"`` -> ``("openvino", "NPU")``; unknown devices are a :class:`ConfigError` listing the choices."""
+    kind, _, target = str(device).partition(":")
+    kind = kind.strip().lower()
+    target = target.strip().upper() or None
+    if kind not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)} (openvino:GPU or openvino:NPU "
+                          "for an Intel GPU or AI accelerator)")
+    if target is not None and (kind != "openvino" or target not in OPENVINO_TARGETS):
+        raise ConfigError(f"device {device!r}: only openvino takes a target, one of "
+                          f"{', '.join('openvino:' + t for t in OPENVINO_TARGETS)}")
+    return kind, target
+
+
+def select_providers(device: str = "auto", threads: int | None = None) -> list[str | tuple[str, dict[str, str]]]:
+    """ONNX Runtime execution providers for ``device``, most preferred first, the CPU provider last (for the
+    few operators an accelerator lacks). A device that is asked for but absent is a :class:`ConfigError` saying what
+    to install. ``threads`` (CPU-side threads per session) also reaches OpenVINO, which keeps its own thread pool."""
+    kind, target = parse_device(device)
     available = available_providers()
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in available:
-            raise ConfigError(
-                "device 'cuda' was asked for but ONNX Runtime has no CUDAExecutionProvider here "
-                "(install onnxruntime-gpu on a machine with CUDA, or use --device cpu)"
-            )
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device == "auto":
-        if "CUDAExecutionProvider" in available:
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
-    raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if kind == "cpu" or (kind == "auto" and PROVIDERS["cuda"] not in available):
+        return [CPU]
+    if kind == "auto":
+        kind = "cuda"
+    needed = [PROVIDERS[kind]] + ([PROVIDERS["cuda"]] if kind == "tensorrt" else [])
+    missing = [p for p in needed if p not in available]
+    if missing:
+        import onnxruntime as ort
+
+        raise ConfigError(f"device {device!r} was asked for but ONNX Runtime {ort.__version__} here has no "
+                          f"{' or '.join(missing)} (it has {', '.join(available)}): {INSTALL[kind]}; or use "
+                          "--device cpu")
+    if kind == "openvino":
+        options = {"device_type": target or "CPU"}
+        if threads and (target or "CPU") == "CPU":
+            options["num_of_threads"] = str(threads)
+        return [(PROVIDERS["openvino"], options), CPU]
+    return [*needed, CPU]
+
+
+def runs_on_host(device: str) -> bool:
+    """Whether ``device`` computes on this machine's CPU cores (the CPU provider or OpenVINO's CPU target), so
+    one-thread sessions side by side pay off (see :class:`ParallelRunner`)."""
+    kind, target = parse_device(device)
+    if kind == "auto":
+        return PROVIDERS["cuda"] not in available_providers()
+    return kind == "cpu" or (kind == "openvino" and (target or "CPU") == "CPU")
 
 
 class OnnxModel:
@@ -69,7 +119,7 @@ class OnnxModel:
         source = model if isinstance(model, bytes) else str(model)
         if origin is None and not isinstance(model, bytes):
             origin = source
-        providers = select_providers(device)  # a device problem stays a ConfigError
+        providers = select_providers(device, threads)  # a device problem stays a ConfigError
         try:
             self.session = ort.InferenceSession(source, sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime's InvalidProtobuf, Fail, InvalidGraph... derive from Exception only
@@ -80,6 +130,7 @@ class OnnxModel:
                 "the directory was written broken or its hashes were recomputed after an edit): restore model.onnx "
                 "from a good copy of the model directory, or retrain") from exc
         self.origin = None if origin is None else str(origin)
+        self.device = device
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -89,7 +140,8 @@ class OnnxModel:
 
     @property
     def on_cpu(self) -> bool:
-        return self.providers[0] == "CPUExecutionProvider"
+        """Whether the graph runs on this machine's cores (CPU provider, or OpenVINO on its CPU target)."""
+        return self.providers[0] == CPU or (self.providers[0] == PROVIDERS["openvino"] and runs_on_host(self.device))
 
     def run(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
         """Run one batch; inputs by name, outputs as a name -> array dict."""

@@ -29,6 +29,9 @@ from .errors import ArtifactError, ConfigError, DataError, NotFittedError, Shopf
 from .ranges import InputRanges, report_out_of_range
 from .runtime import OnnxModel, ParallelRunner, export_onnx
 
+PRECISIONS = ("auto", "fp32", "int8")
+INT8_MODEL = "model.int8.onnx"  # the int8 graph `shopfloor optimize` adds when it passes its accuracy gate
+
 # the kinds of input a task declares (Task.input_kind), and what a server/stream request may carry for each
 INPUT_KINDS = {
     "image": "an image file (png, jpg, bmp, tif): multipart upload or raw bytes",
@@ -88,6 +91,9 @@ class Task(ABC):
     # config fields added after models were first saved, with the value those older models were built with
     # (a saved config lists every field that existed when it was written; a missing one predates the field)
     predates: ClassVar[dict[str, Any]] = {}
+    # how the int8 accuracy gate compares each graph output of fp32 and int8 (see shopfloor.core.quantize): output
+    # name -> "top1" | "decision" | "value" | "report"; outputs not listed follow the default rule of their name
+    precision_checks: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every task's ``evaluate`` and ``predict`` refuse to run before ``fit``/``load`` (NotFittedError),
@@ -111,8 +117,12 @@ class Task(ABC):
         self._runtime: OnnxModel | None = None
         self._parallel: ParallelRunner | None = None
         self._artifact: Artifact | None = None
+        self._int8_bytes: bytes | None = None
         # refuse (instead of warn about) inputs far outside the training ranges
         self.strict: bool = False
+        # inference: execution device (None: training.device) and graph precision (auto: int8 when it passed its gate)
+        self.device: str | None = None
+        self.precision: str = "auto"
 
     @property
     def training(self) -> TrainingConfig:
@@ -187,22 +197,47 @@ class Task(ABC):
         return None
 
     def export(self) -> bytes:
-        """Export the fitted model to ONNX (kept in memory; ``save`` writes it) and reset the runtime."""
+        """Export the fitted model to ONNX (kept in memory; ``save`` writes it) and reset the runtime. An int8 graph
+        quantised from the previous weights is dropped (run :meth:`quantize` again)."""
         sig = self.onnx_signature()
         module = self.export_module().eval()
         self._onnx_bytes = export_onnx(module, sig.example_inputs, sig.input_names, sig.output_names)
+        self._int8_bytes = None
+        self.state.pop("quantization", None)
         self._runtime = None
         self._parallel = None
         return self._onnx_bytes
 
     @property
+    def inference_device(self) -> str:
+        """The execution device of the runtime: :attr:`device` (set by ``load``), else ``training.device``."""
+        return self.device or self.training.device
+
+    def deployed_graph(self) -> tuple[bytes, str]:
+        """The graph the runtime runs and its precision: the int8 graph when :attr:`precision` is ``int8``, or
+        ``auto`` and an int8 graph passed its accuracy gate (:meth:`quantize`); else the fp32 export."""
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
+        if self._onnx_bytes is None:
+            self.require_model()
+            self.export()
+        assert self._onnx_bytes is not None
+        if self.precision == "int8" and self._int8_bytes is None:
+            record = self.state.get("quantization") or {}
+            why = (f"its int8 graph was refused by the accuracy gate ({record.get('summary', '')})"
+                   if record.get("accepted") is False else "it has no int8 graph")
+            raise ConfigError(f"precision 'int8' was asked for but this {self.name} model {why}: run `shopfloor "
+                              "optimize MODEL --int8 --data IMAGES` (task.quantize(data)), or use --precision fp32")
+        if self.precision != "fp32" and self._int8_bytes is not None:
+            return self._int8_bytes, "int8"
+        return self._onnx_bytes, "fp32"
+
+    @property
     def runtime(self) -> OnnxModel:
-        """The ONNX Runtime session every evaluation and prediction goes through."""
+        """The ONNX Runtime session every evaluation and prediction goes through (:meth:`deployed_graph`)."""
         if self._runtime is None:
-            if self._onnx_bytes is None:
-                self.require_model()
-                self.export()
-            self._runtime = OnnxModel(self._onnx_bytes, device=self.training.device)
+            graph, _ = self.deployed_graph()
+            self._runtime = OnnxModel(graph, device=self.inference_device)
         return self._runtime
 
     @property
@@ -210,8 +245,38 @@ class Task(ABC):
         """The same graph run over many items side by side (throughput; see :class:`ParallelRunner`)."""
         if self._parallel is None:
             runtime = self.runtime  # exports if needed
-            self._parallel = ParallelRunner(self._onnx_bytes, device=self.training.device, batch_model=runtime)
+            graph, _ = self.deployed_graph()
+            self._parallel = ParallelRunner(graph, device=self.inference_device, batch_model=runtime)
         return self._parallel
+
+    def reset_runtime(self) -> None:
+        """Close the sessions, so the next run opens :meth:`deployed_graph` on :attr:`inference_device` afresh."""
+        self._runtime = None
+        self._parallel = None
+
+    # ----------------------------------------------------------------- int8
+    def graph_feeds(self, inputs: Sequence[Any]) -> list[dict[str, np.ndarray]]:
+        """The graph inputs ``predict(inputs)`` feeds the runtime, one dict of single-row arrays per row: the data
+        int8 calibration and its accuracy gate run on. Default: record them from ``predict`` itself, so they went
+        through exactly the deployed pre-processing."""
+        from .quantize import record_feeds
+
+        return record_feeds(self, inputs)
+
+    def quantize(self, data: Any, max_disagreement: float = 0.01, max_inputs: int = 512,
+                 calibration_data: Any = None, out_dir: str | Path | None = None) -> dict[str, Any]:
+        """int8 static quantisation behind an accuracy gate (see :func:`shopfloor.core.quantize.quantize_task`):
+        calibrate on part of ``data`` (inputs as ``predict`` takes them: files, folders, arrays; or on
+        ``calibration_data``), compare int8 with fp32 on the rest, keep the int8 graph only when they disagree on at
+        most ``max_disagreement`` of those inputs (else the fp32 graph stays, with a note giving the numbers). With
+        ``out_dir`` the model directory is saved there. Returns the record also stored in ``state["quantization"]``."""
+        from .quantize import quantize_task
+
+        record = quantize_task(self, data, max_disagreement=max_disagreement, max_inputs=max_inputs,
+                               calibration_data=calibration_data)
+        if out_dir is not None:
+            self.save(out_dir)
+        return record
 
     def manifest(self) -> dict[str, Any]:
         """What goes into manifest.json besides files and versions."""
@@ -236,8 +301,13 @@ class Task(ABC):
         if self._onnx_bytes is None:
             self.export()
         assert self._onnx_bytes is not None
-        self._artifact = write_artifact(out_dir, self.manifest(), model.state_dict(), self._onnx_bytes,
-                                        self.extra_files())
+        files = self.extra_files()
+        stale = Path(out_dir) / INT8_MODEL
+        if self._int8_bytes is not None:
+            files = {**files, INT8_MODEL: self._int8_bytes}
+        elif stale.is_file() and not stale.is_symlink():
+            stale.unlink()  # an int8 graph of earlier weights, or one refused since
+        self._artifact = write_artifact(out_dir, self.manifest(), model.state_dict(), self._onnx_bytes, files)
         if key_file is not None:
             sign_artifact(out_dir, key_file)
             self._artifact = read_artifact(out_dir, key_file=key_file)
@@ -245,9 +315,11 @@ class Task(ABC):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", strict: bool = False,
-             key_file: str | Path | None = None) -> "Task":
+             key_file: str | Path | None = None, precision: str = "auto") -> "Task":
         """Open a saved model directory (verified) as a ready-to-use task; ``strict`` refuses inputs far outside
-        the training ranges instead of warning about them.
+        the training ranges instead of warning about them. ``device``: the execution provider (see
+        :func:`shopfloor.core.runtime.select_providers`); ``precision``: auto (the int8 graph when the directory holds
+        one that passed its gate), fp32 or int8.
 
         ``key_file`` (or the environment variable ``SHOPFLOOR_KEY_FILE``): the directory must carry a signature that
         verifies under that key (see :func:`shopfloor.core.artifact.read_artifact`); without one an existing
@@ -272,7 +344,10 @@ class Task(ABC):
             raise ArtifactError(f"the config stored in {manifest_path} is not a valid {cls.name} config:{detail}\n"
                                 "It was edited, or written by an incompatible shopfloor version: retrain or restore "
                                 "the model directory") from exc
-        task.training.device = device
+        if device in ("auto", "cpu", "cuda"):
+            task.training.device = device
+        task.device = device
+        task.precision = precision
         task.strict = strict
         task.state = manifest.get("state", {})
         task.metrics = manifest.get("metrics", {})
@@ -299,8 +374,11 @@ class Task(ABC):
                                 "belong to this manifest: restore the model directory or retrain") from exc
         task.torch_model = model.eval()
         task._onnx_bytes = artifact.onnx_bytes()
-        # open the graph now, so a broken model.onnx is refused here (naming the file), not at the first predict
-        task._runtime = OnnxModel(task._onnx_bytes, device=device, origin=Path(path) / "model.onnx")
+        task._int8_bytes = artifact.read_bytes(INT8_MODEL) if INT8_MODEL in artifact.manifest["files"] else None
+        # open the graph now, so a broken graph is refused here (naming the file), not at the first predict
+        graph, precision = task.deployed_graph()
+        origin = Path(path) / (INT8_MODEL if precision == "int8" else "model.onnx")
+        task._runtime = OnnxModel(graph, device=device, origin=origin)
         return task
 
     @classmethod
