@@ -5,8 +5,10 @@
   AUROC, AUPRO, fit time, test images/s end to end (decode -> score + map, ``score_images``, the better of two
   passes), and what the auto-configuration chose with the pseudo-anomaly figures and the latency budget it chose on.
   The test images (and their defects) are used only here, after fitting, never for any choice.
-- Classification sets (class folders): ``DefectClassification`` defaults; NEU with the stratified 80/20 split of
-  ``bench_neu`` (seed 0), sets that ship ``train/`` and ``test/`` with their own split. Accuracy and macro F1.
+- Classification sets (class folders): ``DefectClassification`` fitted twice, ``auto=False`` (fixed) and the
+  defaults (auto: size, depth and TTA chosen on the validation split); NEU with the stratified 80/20 split of
+  ``bench_neu`` (seed 0), sets that ship ``train/`` and ``test/`` with their own split. Accuracy, macro F1, ECE
+  before/after temperature scaling, fit time and what auto chose.
 
 Writes benchmarks/results/inspection_suite.json. ``--only NAME[,NAME]`` runs a subset (the JSON then holds only
 those). Dataset root: $SHOPFLOOR_DATASETS (default <repo>/../shared/datasets).
@@ -84,7 +86,7 @@ def run_anomaly(path: Path, mode: str) -> dict:
     return out
 
 
-def run_classification(path: Path) -> dict:
+def run_classification(path: Path, auto: bool) -> dict:
     from shopfloor.core.split import stratified_split
     from shopfloor.inspection.classification.task import LabelledImages
 
@@ -97,13 +99,22 @@ def run_classification(path: Path) -> dict:
         train, test = data.subset(train_idx), data.subset(test_idx)
         protocol = "stratified 80/20 split, seed 0"
     load_before = os.getloadavg()[0]
-    _, m, timing = fit_evaluate_classification(train, test, f"suite_{path.name}")
-    print(f"{path.name}: accuracy {m['accuracy']:.4f} macro F1 {m['macro_f1']:.4f} "
-          f"train {timing['train_seconds']:.0f} s (load {load_before:.2f})", flush=True)
-    return {"protocol": protocol, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n_train": len(train.paths),
-            "n_test": m["n_test"], "train_seconds": round(timing["train_seconds"], 1),
-            "load_average_1min_before_fit": load_before, "load_average_1min_after": os.getloadavg()[0],
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    task, m, timing = fit_evaluate_classification(train, test, f"suite_{path.name}_{'auto' if auto else 'fixed'}",
+                                                  {"auto": auto})
+    print(f"{path.name} auto={auto}: accuracy {m['accuracy']:.4f} macro F1 {m['macro_f1']:.4f} ECE "
+          f"{m['ece_uncalibrated']:.4f} -> {m['ece']:.4f} train {timing['train_seconds']:.0f} s (load "
+          f"{load_before:.2f}); {task.state['summary']}", flush=True)
+    out = {"auto": auto, "protocol": protocol, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+           "ece_uncalibrated": m["ece_uncalibrated"], "ece": m["ece"], "nll_uncalibrated": m["nll_uncalibrated"],
+           "nll": m["nll"], "temperature": m["temperature"], "tta_flips": m["tta_flips"],
+           "n_train": len(train.paths), "n_test": m["n_test"], "train_seconds": round(timing["train_seconds"], 1),
+           "image_size": task.config.image_size, "training_depth": task.state.get("training_depth"),
+           "sampling": task.state.get("sampling"), "calibration": task.state.get("calibration"),
+           "summary": task.state.get("summary"), "load_average_1min_before_fit": load_before,
+           "load_average_1min_after": os.getloadavg()[0], "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if "autoconfig" in task.state:
+        out["autoconfig"] = task.state["autoconfig"]
+    return out
 
 
 def main() -> None:
@@ -126,13 +137,17 @@ def main() -> None:
     for path in classification_sets(root):
         if only and path.name not in only:
             continue
-        results["classification"][path.name] = run_classification(path)
+        results["classification"][path.name] = {mode: run_classification(path, auto=(mode == "auto"))
+                                                 for mode in args.classification_modes.split(",") if mode}
     if only:  # a partial run updates its sets in the last full file (each set keeps its own date and load)
         previous = RESULTS / "inspection_suite.json"
         if previous.exists():
             kept = json.loads(previous.read_text()).get("results", {})
-            for set_name, figures in kept.get("classification", {}).items():
-                results["classification"].setdefault(set_name, figures)
+            for set_name, modes_run in kept.get("classification", {}).items():
+                if "accuracy" in modes_run:  # written before classification had modes: the fixed defaults
+                    modes_run = {"fixed": modes_run}
+                for mode, figures in modes_run.items():
+                    results["classification"].setdefault(set_name, {}).setdefault(mode, figures)
             for set_name, modes_run in kept.get("anomaly", {}).items():
                 for mode, figures in modes_run.items():
                     results["anomaly"].setdefault(set_name, {}).setdefault(mode, figures)

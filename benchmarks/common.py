@@ -87,15 +87,17 @@ def cpu_ms_per_item(fn: Callable[[], Any], items_per_call: int, repeats: int = 3
     return best
 
 
-def fit_evaluate_classification(train: Any, test: Any, work_name: str) -> tuple[Any, dict[str, Any], dict[str, float]]:
-    """Fit ``DefectClassification`` with its defaults (seed 0) on ``train``, evaluate on ``test``.
+def fit_evaluate_classification(train: Any, test: Any, work_name: str, config: dict[str, Any] | None = None
+                                ) -> tuple[Any, dict[str, Any], dict[str, float]]:
+    """Fit ``DefectClassification`` with its defaults (seed 0; ``config`` overrides, e.g. ``{"auto": False}``) on
+    ``train``, evaluate on ``test``.
 
     Both are :class:`LabelledImages`. The model and report go to ``benchmarks/work/<work_name>_{model,report}``.
     Returns (task, evaluate's metrics, {"train_seconds", "train_cpu_seconds"})."""
     from shopfloor.inspection.classification.task import DefectClassification
 
     work = ROOT / "benchmarks" / "work"
-    task = DefectClassification(training={"seed": 0})
+    task = DefectClassification({**(config or {}), "training": {"seed": 0, **(config or {}).get("training", {})}})
     start, cpu_start = time.perf_counter(), time.process_time()
     task.fit(train, out_dir=work / f"{work_name}_model")
     timing = {"train_seconds": time.perf_counter() - start, "train_cpu_seconds": time.process_time() - cpu_start}
