@@ -192,3 +192,10 @@ def test_cli_optimize_then_predict_on_each_precision_and_device(model_dir, data)
         assert result.exit_code == 2 and "TensorrtExecutionProvider" in result.output and "install" in result.output
     result = invoke("predict", model_dir, data[1], "--precision", "int4")
     assert result.exit_code == 2 and "unknown precision" in result.output
+
+
+def test_export_compares_the_fp32_graph_even_beside_an_int8_one(model_dir, data, tmp_path):
+    from shopfloor.core.export import export_artifact
+
+    load(model_dir, device="cpu").quantize(data[0], out_dir=model_dir)
+    assert export_artifact(model_dir, output=tmp_path / "m.onnx")["max_abs_diff"] <= 1e-5

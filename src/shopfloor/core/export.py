@@ -25,8 +25,8 @@ def export_artifact(model_dir: str | Path, fmt: str = "onnx", output: str | Path
 
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; supported: {', '.join(EXPORT_FORMATS)}")
-    task = load(model_dir, device="cpu", key_file=key_file)
-    stored = task.runtime  # the stored model.onnx, opened (and checked) by load
+    task = load(model_dir, device="cpu", key_file=key_file, precision="fp32")
+    stored = task.runtime  # the stored model.onnx (not an int8 graph beside it), opened (and checked) by load
     fresh = task.export()
     sig = task.onnx_signature()
     feeds = {name: np.asarray(x.detach().numpy() if hasattr(x, "detach") else x)
