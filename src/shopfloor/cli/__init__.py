@@ -136,8 +136,8 @@ def train(
                 _task_help(task)
             raise typer.Exit(0)
         task_cls = get_task(task)
-        if data is None or out is None:
-            raise_missing = "--data" if data is None else "--out"
+        if (data is None and not task_cls.data_optional) or out is None:
+            raise_missing = "--out" if out is None else "--data"
             fail(f"train needs {raise_missing}; see `shopfloor train {task} --help`")
         check_output_dir(out, "--out")
         named = {"epochs": epochs, "image_size": image_size, "seed": seed, "model": model, "device": device,

@@ -87,6 +87,9 @@ class Task(ABC):
     # what one input of ``predict`` is, so the server and the streams need no per-task code (see INPUT_KINDS):
     # a file with one of ``input_suffixes``, or for "table"/"signal" also JSON (rows / a nested number array)
     input_kind: ClassVar[str] = "file"
+    # whether ``fit`` can run without data (e.g. voice commands from synthesized speech only): `train` then
+    # accepts no --data
+    data_optional: ClassVar[bool] = False
     input_suffixes: ClassVar[tuple[str, ...]] = ()
     # config fields added after models were first saved, with the value those older models were built with
     # (a saved config lists every field that existed when it was written; a missing one predates the field)
