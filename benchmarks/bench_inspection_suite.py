@@ -120,6 +120,7 @@ def run_classification(path: Path, auto: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated data set names (default: all)")
+    parser.add_argument("--classification-modes", default="fixed,auto", help="fixed (--auto false), auto, or both")
     parser.add_argument("--anomaly-modes", default="fixed,auto", help="fixed (--auto false), auto, auto@R (latency "
                         "budget R x the fixed defaults' cost), comma-separated")
     args = parser.parse_args()
