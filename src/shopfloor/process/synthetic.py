@@ -6,7 +6,7 @@ has sensor noise. Faults start at ``onset`` and touch one variable (or a driver)
 
 - ``step``: a driver steps by 3 of its standard deviations (every variable it feeds moves together);
 - ``drift``: a sensor drifts linearly, reaching 3 noise-free standard deviations after 150 samples;
-- ``variance``: a sensor's noise grows sixfold;
+- ``variance``: a sensor gets extra noise of 1.5 times its normal standard deviation;
 - ``freeze``: a sensor sticks at its reading at the onset.
 """
 
@@ -51,9 +51,9 @@ def simulate_process(n_samples: int, seed: int = 0, fault: str | None = None, on
     clean[1:, 9] = 0.7 * clean[:-1, 9] + 0.3 * clean[:-1, 4]  # x10 follows x05 with a lag
     noise_scale = np.full(N_VARIABLES, 0.2)
     noise = rng.normal(0, 1, (n_samples, N_VARIABLES)) * noise_scale
-    if fault == "variance":
-        noise[after, 5] *= 6.0
     values = clean + noise
+    if fault == "variance":
+        values[after, 5] += rng.normal(0, 1.5 * clean[:, 5].std(), after.sum())
     if fault == "drift":
         spread = clean[:, 8].std()
         values[after, 8] += 3.0 * spread * np.arange(after.sum()) / 150.0

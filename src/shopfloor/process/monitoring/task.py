@@ -76,8 +76,8 @@ class MonitoringConfig(StrictModel):
     holdout: float = Field(0.25, gt=0, lt=0.8, description="late share of each normal stretch held out of the "
                            "model fit, to set the control limits and stop training")
     consecutive_alarms: int = Field(3, ge=1, description="detection delay: the first of k consecutive alarms")
-    classifier: Literal["auto", "off"] = Field("auto", description="auto: train a fault classifier when the "
-                                               "training data holds labelled faulty runs")
+    classify: bool = Field(True, description="train a fault classifier when the training data holds labelled "
+                           "faulty runs")
     classifier_epochs: int = Field(40, ge=1, description="maximum classifier epochs")
     explain_runs: int = Field(6, ge=0, description="faulty runs whose charts the report shows")
     training: MonitoringTrainingConfig = MonitoringTrainingConfig()
@@ -183,7 +183,7 @@ class ProcessMonitoring(Task):
         std = np.where(std > 0, std, 1.0)
         z = ((values - mean) / std).astype(np.float32)
         loadings, eigenvalues = fit_pca(z[fit_rows], cfg.pca_variance)
-        classes = [NORMAL, *records.faults] if cfg.classifier == "auto" and records.faults else []
+        classes = [NORMAL, *records.faults] if cfg.classify and records.faults else []
         self.state.update({
             "variables": variables, "constant_variables": constant, "n_components": int(loadings.shape[1]),
             "classes": classes, "unobservable": list(records.unobservable),
