@@ -36,6 +36,7 @@ def machine_sound(seconds: float = 2.0, rate: int = 16000, seed: int = 0, fault:
         x += w * np.sin(h * freq_shift * phase + rng.uniform(0, 6.3))
     noise_level = machine.uniform(0.05, 0.15) * rng.uniform(0.9, 1.1)
     x += noise_level * rng.standard_normal(n)
+    gain = 0.25 / np.abs(x).max()  # from the normal sound, so a fault adds to it at the same level
     if fault == "click":
         for start in rng.choice(n - 64, size=max(1, int(3 * seconds)), replace=False):
             x[start:start + 64] += 2.0 * severity * rng.standard_normal(64) * np.exp(-np.arange(64) / 10)
@@ -46,7 +47,16 @@ def machine_sound(seconds: float = 2.0, rate: int = 16000, seed: int = 0, fault:
         gate = (np.sin(2 * np.pi * rate_hz * t) > 0.7).astype(float)
         band = sosfilt(butter(4, [2500, 5000], "bandpass", fs=rate, output="sos"), rng.standard_normal(n))
         x += 1.2 * severity * gate * band
-    return (0.25 * x / np.abs(x).max()).astype(np.float32)
+    return np.clip(gain * x, -1, 1).astype(np.float32)
+
+
+def machine_recording(seconds: float, fault: str, fault_start: float, fault_end: float, rate: int = 16000,
+                      seed: int = 0, machine_seed: int = 1234) -> np.ndarray:
+    """A continuous recording of ``seconds`` that is normal except from ``fault_start`` to ``fault_end`` (s)."""
+    normal = machine_sound(seconds, rate, seed=seed, machine_seed=machine_seed)
+    faulty = machine_sound(seconds, rate, seed=seed, fault=fault, machine_seed=machine_seed)
+    a, b = int(fault_start * rate), int(fault_end * rate)
+    return np.concatenate([normal[:a], faulty[a:b], normal[b:]])
 
 
 def write_machine_dataset(root: str | Path, n_train: int = 16, n_test_normal: int = 6, n_test_fault: int = 3,

@@ -337,15 +337,14 @@ class MachineSound(Task):
         rattling clips, and score a long recording whose middle turns faulty (score timeline)."""
         import soundfile
 
-        from .synthetic import machine_sound, write_machine_dataset
+        from .synthetic import machine_recording, write_machine_dataset
 
         out_dir = Path(out_dir)
         root = write_machine_dataset(out_dir / "data", n_train=20, n_test_normal=8, n_test_fault=4, seconds=2.0)
         task = cls()
         task.fit(root, out_dir=out_dir / "model")
         metrics = task.evaluate(root, report_dir=out_dir / "report")
-        long = np.concatenate([machine_sound(4.0, seed=900), machine_sound(2.0, seed=901, fault="rattle"),
-                               machine_sound(4.0, seed=902)])
+        long = machine_recording(10.0, "rattle", 4.0, 6.0, seed=900)
         long_path = out_dir / "data" / "long_recording.wav"
         soundfile.write(long_path, long, 16000)
         timeline = task.predict([long_path])[0]
