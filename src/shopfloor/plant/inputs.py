@@ -24,11 +24,12 @@ from shopfloor.core.task import INPUT_KINDS, Task
 MAGIC = (
     (b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"BM", ".bmp"), (b"II*\x00", ".tif"),
     (b"MM\x00*", ".tif"), (b"\x93NUMPY", ".npy"), (b"RIFF", ".wav"), (b"PAR1", ".parquet"),
-    (b"MATLAB", ".mat"),
+    (b"MATLAB", ".mat"), (b"fLaC", ".flac"),
 )
 CONTENT_TYPES = {
     "image/png": ".png", "image/jpeg": ".jpg", "image/bmp": ".bmp", "image/tiff": ".tif", "text/csv": ".csv",
     "application/x-npy": ".npy", "audio/wav": ".wav", "audio/x-wav": ".wav", "application/vnd.apache.parquet": ".parquet",
+    "audio/flac": ".flac", "audio/x-flac": ".flac",
 }
 
 
