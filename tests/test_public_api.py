@@ -5,7 +5,7 @@ import pytest
 import shopfloor
 
 TASK_CLASSES = ["DefectClassification", "AnomalyDetection", "RemainingUsefulLife", "FaultDiagnosis",
-                "FailurePrediction", "ProcessMonitoring"]
+                "FailurePrediction", "ProcessMonitoring", "MachineSound"]
 
 
 def test_version_load_and_task_classes():
