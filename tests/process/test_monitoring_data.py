@@ -19,7 +19,7 @@ from shopfloor.process.monitoring.fitting import (
     split_normal,
 )
 from shopfloor.process.monitoring.metrics import detection_delay, detection_metrics
-from shopfloor.process.records import LABEL, NORMAL, RUN, TIME, ProcessSpec, load_records, read_tep_file
+from shopfloor.process.records import LABEL, NORMAL, TIME, ProcessSpec, load_records, read_tep_file
 from shopfloor.process.synthetic import FAULTS, simulate_process
 
 SPEC = ProcessSpec()
@@ -43,7 +43,8 @@ def test_missing_run_and_time_are_noted_and_zero_label_is_normal():
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda f: f.assign(x03=np.where(np.arange(len(f)) == 5, np.nan, f.x03)), r"1 missing or infinite value.*row 6 x03"),
+    (lambda f: f.assign(x03=np.where(np.arange(len(f)) == 5, np.nan, f.x03)),
+     r"1 missing or infinite value.*row 6 x03"),
     (lambda f: f.assign(time=f.time[::-1].to_numpy()), r"time does not increase within run 'run_1'.*Sort the rows"),
     (lambda f: f.assign(x05=["a"] * len(f)), None),  # text columns are not variables: noted, not an error
     (lambda f: f.assign(time=["t"] * len(f)), r"time column 'time' holds 30 value\(s\) that are not numbers"),

@@ -149,8 +149,9 @@ def _read_table(data: Any, spec: ProcessSpec, split: str) -> tuple[pd.DataFrame,
     if path.is_dir():
         files = tep_files(path, split)
         if not files:
-            raise DataError(f"{path} is a folder without Tennessee Eastman {'dNN_te.dat' if split == 'test' else 'dNN.dat'}"
-                            " files; give a CSV/Parquet file, or a folder of TEP files")
+            kind = "dNN_te.dat" if split == "test" else "dNN.dat"
+            raise DataError(f"{path} is a folder without Tennessee Eastman {kind} files; give a CSV/Parquet file, "
+                            "or a folder of TEP files")
         frames = [read_tep_file(f, spec.tep_onset) for f in files]
         return pd.concat(frames, ignore_index=True), str(path), list(TEP_UNOBSERVABLE)
     if TEP_FILE.match(path.name):

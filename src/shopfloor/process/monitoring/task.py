@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,9 @@ from .fitting import (
 from .metrics import detection_metrics
 from .networks import CLASSIFIER_OUTPUT, DETECTORS, OUTPUTS, MonitoringGraph
 
+if TYPE_CHECKING:
+    from .online import OnlineMonitor
+
 log = logging.getLogger(__name__)
 DETECTOR_KEYS = {"deep": "score", "pca_t2": "t2", "pca_spe": "spe"}  # metrics name -> graph output
 
@@ -66,7 +69,8 @@ class MonitoringConfig(StrictModel):
 
     data: ProcessSpec = ProcessSpec()
     window: int = Field(20, ge=2, description="samples per window of the deep detector and the classifier")
-    detector: Literal[DETECTORS] = Field("conv", description="window autoencoder: conv (1D-CNN), dense or gru")  # type: ignore[valid-type]
+    detector: Literal[DETECTORS] = Field(  # type: ignore[valid-type]
+        "conv", description="window autoencoder: conv (1D-CNN), dense or gru")
     hidden: int = Field(32, ge=2, description="autoencoder width")
     latent: int = Field(8, ge=1, description="autoencoder bottleneck size")
     input_noise: float = Field(0.1, ge=0, description="std of noise added to standardised training windows")
@@ -115,7 +119,7 @@ class ProcessMonitoring(Task):
 
     name = "process-monitoring"
     input_kind = "table"  # a run's history, rows in time order
-    input_suffixes = (".csv", ".parquet", ".pq", ".dat", ".gz")
+    input_suffixes = (".csv", ".parquet", ".pq")
     Config = MonitoringConfig
     EvaluateOptions = PredictionOptions
 
@@ -178,7 +182,6 @@ class ProcessMonitoring(Task):
                             "--window")
         values = records.values(variables).astype(np.float64)
         fit_rows = np.concatenate([s.rows for s in fit_part])
-        held_rows = np.concatenate([s.rows for s in held])
         mean, std = values[fit_rows].mean(0), values[fit_rows].std(0)
         std = np.where(std > 0, std, 1.0)
         z = ((values - mean) / std).astype(np.float32)
@@ -223,7 +226,7 @@ class ProcessMonitoring(Task):
         noise = cfg.input_noise * graph.standardize.std
 
         def add_noise(x: torch.Tensor) -> torch.Tensor:
-            return x + noise * torch.randn_like(x)
+            return x + noise.to(x.device) * torch.randn_like(x)
 
         module = SupervisedModule(_Standardized(graph, "autoencoder"), _StandardizedMSE(graph), cfg.training,
                                   train_transform=add_noise, task_kind="regression")
@@ -364,6 +367,14 @@ class ProcessMonitoring(Task):
         result["mean_detection_rate"] = result["deep"]["mean_detection_rate"]
         result["false_alarm_rate"] = result["deep"]["false_alarm_rate"]
         result["nominal_false_alarm_rate"] = self.config.false_alarm_rate
+        for name in ("pca_t2", "pca_spe"):
+            result[f"{name}_mean_detection_rate"] = result[name]["mean_detection_rate"]
+            result[f"{name}_false_alarm_rate"] = result[name]["false_alarm_rate"]
+        result["per_fault"] = {  # the detectors side by side (the CLI prints it as a table)
+            fault: {**{f"{name} rate": result[name][group][fault]["detection_rate"] for name in DETECTOR_KEYS},
+                    **{f"{name} delay": result[name][group][fault]["delay"] for name in DETECTOR_KEYS},
+                    "observable": group == "per_fault"}
+            for group in ("per_fault", "unobservable") for fault in result["deep"][group]}
         if self.classes:
             result["classification"] = self._classification(scored, unobservable)
         result["n_runs"] = len(scored)
