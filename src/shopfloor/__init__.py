@@ -8,7 +8,8 @@ Layers, top to bottom (checked by import-linter in ``make test``; see ``docs/arc
 
 - ``cli``, ``demo``, ``tasks``: entry points and the public task facade (``shopfloor.tasks.load``);
 - application packages, which never import each other: ``inspection`` (defect classification, anomaly
-  detection) and ``maintenance`` (remaining useful life, fault diagnosis, failure prediction);
+  detection), ``maintenance`` (remaining useful life, fault diagnosis, failure prediction) and ``process``
+  (process monitoring);
 - ``core``: what every application uses (task base and registry, config, errors, artifact, the one ONNX
   inference path, Lightning glue, reports, generic metrics and explanations). It imports no application.
 
@@ -43,7 +44,7 @@ def _task_classes() -> dict[str, str]:
     return {target.split(":")[1]: target for target in _targets().values()}
 
 
-_SUBPACKAGES = ("tasks", "core", "inspection", "maintenance")
+_SUBPACKAGES = ("tasks", "core", "inspection", "maintenance", "process")
 
 
 def __getattr__(name: str) -> Any:
