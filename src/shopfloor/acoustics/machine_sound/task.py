@@ -93,6 +93,8 @@ class MachineSound(Task):
     input_kind = "signal"
     input_suffixes = AUDIO_SUFFIXES
     Config = MachineSoundConfig
+    # int8 gate: the 0.5 decision of the score; the raw score and the map are measured, not gated
+    precision_checks = {"score": "decision", "raw_score": "report", "anomaly_map": "report"}
 
     # ----------------------------------------------------------------- model
     @property
