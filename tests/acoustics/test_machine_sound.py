@@ -157,9 +157,14 @@ def test_cli_train_evaluate_predict(dataset, tmp_path):
     result = runner.invoke(app, ["evaluate", str(model), "--data", str(dataset), "--json", str(tmp_path / "m.json")])
     assert result.exit_code == 0, result.output
     assert '"auc"' in (tmp_path / "m.json").read_text()
-    result = runner.invoke(app, ["predict", str(model), str(dataset / "test"), "--json", str(tmp_path / "p.json")])
+    result = runner.invoke(app, ["predict", str(model), str(dataset / "test"), "--json", str(tmp_path / "p.json"),
+                                 "--explain", "--out", str(tmp_path / "maps")])
     assert result.exit_code == 0, result.output
     assert '"timeline"' in (tmp_path / "p.json").read_text()
+    assert len(list((tmp_path / "maps").glob("*.png"))) == len(list((dataset / "test").glob("*.wav")))
+    result = runner.invoke(app, ["train", "machine-sound", "--data", str(tmp_path / "nothing"), "--out",
+                                 str(tmp_path / "m2")])
+    assert result.exit_code != 0 and "does not exist" in result.output
 
 
 def test_server_takes_wav_and_flac_uploads(fitted, tmp_path):
