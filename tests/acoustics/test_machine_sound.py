@@ -117,6 +117,14 @@ def test_bad_data_is_refused_with_the_reason(fitted, dataset, tmp_path):
     with pytest.raises(DataError, match="2 of 3 input") as info:
         MachineSound(training=QUIET).fit(bad)
     assert "silent.wav" in str(info.value) and "broken.wav" in str(info.value)
+    single = tmp_path / "single"
+    single.mkdir()
+    soundfile.write(single / "long.wav", machine_sound(6.0, seed=3), 16000)
+    with pytest.raises(DataError, match="--window-seconds"):
+        MachineSound(training=QUIET).fit(single)
+    with pytest.warns(UserWarning, match="one training recording"):
+        one = MachineSound(window_seconds=1.0, training=QUIET).fit(single)
+    assert one.state["n_bank"] == 6
     with pytest.raises(NotFittedError):
         MachineSound().predict([machine_sound(1.0)])
 

@@ -162,9 +162,10 @@ class MachineSound(Task):
                             f"(e.g. {anomalies[0]}); machine-sound learns from normal clips only: move them to the "
                             "evaluation data")
         clips = self._read_clips(infos, min_samples=cfg.n_fft)
-        if len(clips) < 2:
-            raise DataError(f"{root} holds {len(clips)} usable clip(s); at least 2 normal clips are needed (the "
-                            "threshold is set on clips the model was not fitted on); 20 or more is better")
+        if len(clips) < 2 and not cfg.window_seconds:
+            raise DataError(f"{root} holds {len(clips)} usable clip; give 2 or more normal clips (20 or more is "
+                            "better: the threshold is set on clips the model was not fitted on), or cut one long "
+                            "recording into windows with --window-seconds (e.g. 2)")
         shortest = min(len(c.samples) for c in clips)
         window = int(round(cfg.window_seconds * cfg.sampling_rate)) if cfg.window_seconds else \
             min(shortest, int(MAX_DEFAULT_WINDOW_S * cfg.sampling_rate))
@@ -182,6 +183,15 @@ class MachineSound(Task):
                                                                   cfg.fmin, cfg.fmax)))
         parts = [self.windows(c.samples)[0] for c in clips]
         groups = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+        if len(clips) == 1:  # one long recording: its windows stand in for clips (neighbours are alike: rough)
+            if len(groups) < 4:
+                raise DataError(f"{clips[0].source} gives {len(groups)} window(s) of {window / cfg.sampling_rate:g} s; "
+                                "at least 4 are needed from a single recording: record longer or shorten "
+                                "--window-seconds")
+            groups = np.arange(len(groups))
+            self.note_warning(f"one training recording: its {len(groups)} windows stand in for separate clips when "
+                              "the threshold is set, and neighbouring windows sound alike, so expect more false "
+                              "alarms than the target; record several normal clips")
         logmels = self._logmels(frontend, np.concatenate(parts))
         start = time.perf_counter()
         oof = self._out_of_fold_scores(logmels, groups)
