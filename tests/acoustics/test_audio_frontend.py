@@ -93,3 +93,13 @@ def test_augmentation_is_seeded_and_changes_the_batch():
     masked = spec_augment(spec, torch.Generator().manual_seed(0), freq_width=10, time_width=10)
     assert masked.shape == spec.shape and (masked != spec).any()
     assert torch.equal(masked, spec_augment(spec, torch.Generator().manual_seed(0), freq_width=10, time_width=10))
+
+
+@pytest.mark.parametrize("module", ["shopfloor.acoustics.frontend", "shopfloor.acoustics.augment",
+                                    "shopfloor.acoustics.machine_sound.models"])
+def test_shape_docs_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
