@@ -486,6 +486,45 @@ def test_rul_predicts_on_the_unit_history_so_far(rul_model, store):
 
 
 @pytest.fixture(scope="module")
+def monitoring_model(tmp_path_factory):
+    from shopfloor.process.monitoring import ProcessMonitoring
+    from shopfloor.process.synthetic import simulate_process
+
+    root = tmp_path_factory.mktemp("monitoring")
+    ProcessMonitoring(window=5, classify=False, training={"epochs": 2, "progress": False, "device": "cpu"}).fit(
+        simulate_process(300, 0), root / "monitoring")
+    return load(root / "monitoring", device="cpu"), simulate_process(12, 5, "drift", 0)
+
+
+def test_process_monitoring_scores_point_by_point(monitoring_model, store):
+    """A history task keyed by its run column: each sample is scored as the latest point of the run so far (window
+    kept by the model), exactly as `predict` on that history; the score is written back."""
+    task, run = monitoring_model
+    columns = task.table_columns()
+    assert columns.unit == "run" and columns.time == "time"
+    server = PlantServer({c: (c, 0.0, ua.VariantType.Double, False) for c in columns.values}
+                         | {"Score": ("Score", 0.0, ua.VariantType.Double, True)})
+    try:
+        stream = OpcuaStream(task, store, OpcuaConfig(endpoint=server.url, nodes=[node(c) for c in columns.values],
+                                                      constants="run=line_1", write=f"score={node('Score')}", **FAST))
+        for i in range(8):
+            server.set({c: float(run.loc[i, c]) for c in columns.values}, T0 + timedelta(minutes=i))
+            if i == 0:
+                runner = Runner(stream)
+            _until(lambda: store.count() == i + 1, 10, f"sample {i + 1}")
+        runner.join()
+        written = server.read("Score")
+    finally:
+        server.close()
+    frame = run.loc[:7, list(columns.values)].assign(run="line_1", time=range(1, 9))
+    want = task.predict([frame])[0]
+    last = max(store.query(limit=10), key=lambda r: r["id"])
+    assert last["result"]["time"] == 8 and last["result"]["padded"] is False
+    assert last["score"] == pytest.approx(want["score"], rel=1e-5) and last["label"] == want["label"]
+    assert written == pytest.approx(want["score"], rel=1e-5)
+
+
+@pytest.fixture(scope="module")
 def bearing_model(tmp_path_factory):
     import numpy as np
 
