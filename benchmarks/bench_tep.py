@@ -31,14 +31,15 @@ from common import ROOT, require_dataset, write_result  # noqa: E402
 
 from shopfloor.process.monitoring.metrics import detection_metrics  # noqa: E402
 from shopfloor.process.monitoring.task import DETECTOR_KEYS, ProcessMonitoring  # noqa: E402
-from shopfloor.process.records import LABEL  # noqa: E402
+from shopfloor.process.records import LABEL, NORMAL  # noqa: E402
 
 MATCHED_RATE = 0.05
 
 
 def matched(task: ProcessMonitoring, scored: list[dict], rate: float) -> dict:
-    """Detection metrics with each detector's threshold at the (1 - rate) quantile of the normal test run."""
-    normal_run = next(s for s in scored if s["run"].startswith("d00"))
+    """Detection metrics with each detector's threshold at the (1 - rate) quantile of the normal test run (the
+    first run whose samples are all normal: d00_te for TEP)."""
+    normal_run = next(s for s in scored if (s["frame"][LABEL] == NORMAL).all())
     out = {}
     for name, key in DETECTOR_KEYS.items():
         threshold = float(np.quantile(normal_run["outputs"][key][~normal_run["padded"]], 1 - rate))

@@ -31,14 +31,16 @@ def _fault_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _run_figure(scored: dict[str, Any], title: str) -> plt.Figure:
-    """Deep score, T2 and SPE over one run (each divided by its limit), the limit at 1 and the fault onset."""
+    """Deep score, T2 and SPE over one run (each divided by its limit), the limit at 1 and the fault onset; the deep
+    score starts once a full window lies behind it."""
     frame, out = scored["frame"], scored["outputs"]
     time = frame[TIME].to_numpy()
     labels = frame[LABEL].to_numpy()
     faulty = np.flatnonzero(labels != NORMAL)
     fig, axes = plt.subplots(3, 1, figsize=(8, 6), sharex=True)
     for ax, key, name in zip(axes, ("score", "t2", "spe"), ("deep detector", "PCA T2", "PCA SPE")):
-        ax.semilogy(time, np.maximum(out[key], 1e-3), lw=0.8)
+        values = np.where(scored["padded"], np.nan, out[key]) if key == "score" else out[key]  # no full window yet
+        ax.semilogy(time, np.maximum(values, 1e-3), lw=0.8)
         ax.axhline(1.0, color="#c44", lw=1, ls="--", label="control limit")
         if len(faulty):
             ax.axvline(time[faulty[0]], color="k", lw=1, ls=":", label="fault onset")
