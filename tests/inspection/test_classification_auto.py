@@ -84,7 +84,7 @@ def test_temperature_is_inside_the_graph(auto_fitted, data):
     x = to_model_input(read_images(_images(data), loaded.image_spec))
     outputs = OnnxModel(out / "model.onnx", device="cpu").run(image=x)
     temperature = loaded.temperature
-    assert temperature != 1.0
+    assert temperature != 1.0  # fitted: tiny validation split, several errors
     flips = loaded.tta_flips
     with torch.no_grad():
         views = [torch.from_numpy(x)] + [torch.flip(torch.from_numpy(x), {"h": (3,), "v": (2,), "hv": (2, 3)}[f])
@@ -216,8 +216,10 @@ def test_size_rule():
     assert size_candidates(224, 200) == [192, 224, 320]
     assert size_candidates(224, 128) == [128, 224, 320]
     assert size_candidates(224, 1024) == [224, 448]  # large images: up to 2x for fine detail
-    assert choose_smallest_within({192: _fig(3, 288), 224: _fig(2, 288), 320: _fig(0, 288)}, 288) == 320
-    assert choose_smallest_within({192: _fig(1, 288), 224: _fig(0, 288), 320: _fig(0, 288)}, 288) == 192
+    # 2 or 3 errors against 0 on the same 288 images is noise: the smallest size stays
+    assert choose_smallest_within({192: _fig(2, 288), 224: _fig(3, 288), 320: _fig(0, 288)}) == 192
+    assert choose_smallest_within({192: _fig(12, 288), 224: _fig(9, 288), 320: _fig(2, 288)}) == 320
+    assert choose_smallest_within({192: _fig(5, 288), 224: _fig(3, 288), 320: _fig(2, 288)}) == 192
 
 
 def test_temperature_fit_and_ece():
@@ -233,6 +235,9 @@ def test_temperature_fit_and_ece():
     assert after < before / 2
     perfect = np.eye(3)[labels]
     assert expected_calibration_error(perfect, labels) == pytest.approx(0.0)
+    # a separable validation split (no errors) would drive T to its bound: it may only soften
+    separable = np.eye(3)[labels][None] * 3.0
+    assert fit_temperature(separable, labels) >= 1.0
 
 
 def test_model_saved_without_calibration_still_exports_one_output(auto_fitted, tmp_path):
@@ -245,3 +250,26 @@ def test_model_saved_without_calibration_still_exports_one_output(auto_fitted, t
         loaded.state.pop(key)
     assert loaded.onnx_signature().output_names == ["probabilities"]
     assert loaded.temperature == 1.0 and loaded.tta_flips == []
+
+
+def test_cli_options_and_info_show_the_decisions(data, auto_fitted, tmp_path):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "defect-classification", "--data", str(data[0]), "--out", str(tmp_path / "m"),
+                                 "--auto", "false", "--tta", "true", "--temperature", "2", "--image-size", "64",
+                                 "--feature-views", "0", "--epochs", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["config"]["tta"] is True and manifest["state"]["tta"]["flips"] == ["h", "v", "hv"]
+    assert manifest["state"]["calibration"]["temperature"] == 2.0
+    _, out = auto_fitted
+    shown = runner.invoke(app, ["info", str(out), "--json"])
+    assert shown.exit_code == 0, shown.output
+    state = json.loads(shown.stdout)["state"]
+    assert state["summary"].startswith("auto:") and state["autoconfig"]["depth"]["trials"]
+    bad = runner.invoke(app, ["train", "defect-classification", "--data", str(data[0]), "--out", str(tmp_path / "b"),
+                              "--temperature", "-1"])
+    assert bad.exit_code != 0 and "temperature must be a positive finite number" in bad.output

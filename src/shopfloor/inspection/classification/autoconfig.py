@@ -5,12 +5,12 @@ unless a costlier one is better there:
 
 - **input size** (:func:`size_candidates`): the configured size, the images' own size (when smaller) and a larger
   one (1.5x, or the images' size up to 2x when they are larger: fine cracks need pixels). Each is scored with a
-  linear head on frozen features; the smallest whose validation errors are within :func:`tolerance` of the best
-  wins (a larger input costs inference time).
+  linear head on frozen features; the smallest whose validation errors are :func:`within_noise` of the best wins
+  (a larger input costs inference time on every image, so it must be clearly better).
 - **training depth** (:func:`choose_depth`): the frozen-feature head first; when it makes more validation errors
   than :data:`ENOUGH_ERROR_RATE` allows, fine-tuning the last stage (``top``) and then the whole network
   (``all``) are tried, each only when its measured cost fits the time budget. A costlier depth must make fewer
-  validation errors than every cheaper one (ties go to the cheaper).
+  validation errors than every cheaper one (ties go to the cheaper; the model's inference cost is the same).
 - **class-balanced sampling** (:func:`sampling_decision`): on when the largest class has more than
   ``imbalance_ratio`` times the images of the smallest.
 - **test-time augmentation** (:func:`tta_decision`): flips averaged in the graph, kept only when they remove
@@ -53,10 +53,10 @@ class Figures:
                    negative_log_likelihood(probs, labels) if len(labels) else 0.0)
 
 
-def tolerance(n_val: int) -> int:
-    """Validation errors by which a cheaper candidate may trail the best and still be preferred: one standard error
-    of an error count near 1 % of the split (at least 0: with a tiny split, any error counts)."""
-    return int(math.floor(math.sqrt(0.01 * n_val)))
+def within_noise(errors: int, best: int) -> bool:
+    """Whether ``errors`` is within the noise of ``best`` on the same validation images: the difference is at most
+    two standard errors of a paired difference of error counts (sqrt of their sum; about McNemar's test at 95 %)."""
+    return errors - best <= 2.0 * math.sqrt(errors + best)
 
 
 def size_candidates(configured: int, native: int, multiple: int = 32, floor: int = 64) -> list[int]:
@@ -74,10 +74,10 @@ def size_candidates(configured: int, native: int, multiple: int = 32, floor: int
     return sorted(sizes)
 
 
-def choose_smallest_within(figures: dict[int, Figures], n_val: int) -> int:
-    """The smallest size whose validation errors are within :func:`tolerance` of the best size's."""
+def choose_smallest_within(figures: dict[int, Figures]) -> int:
+    """The smallest size whose validation errors are :func:`within_noise` of the best size's."""
     best = min(f.errors for f in figures.values())
-    return min(size for size, f in figures.items() if f.errors <= best + tolerance(n_val))
+    return min(size for size, f in figures.items() if within_noise(f.errors, best))
 
 
 def sampling_decision(counts: Sequence[int], setting: str, imbalance_ratio: float) -> dict[str, Any]:

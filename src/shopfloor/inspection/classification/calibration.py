@@ -21,6 +21,9 @@ from shopfloor.core.errors import ConfigError
 # flip name -> the image axes it reverses (NCHW)
 FLIPS = {"h": (3,), "v": (2,), "hv": (2, 3)}
 TEMPERATURE_BOUNDS = (0.05, 20.0)
+# with fewer validation errors than this, the NLL keeps falling as T -> 0 (a separable split says nothing about
+# over-confidence elsewhere): the temperature may soften (T > 1) but not sharpen
+MIN_ERRORS_TO_SHARPEN = 3
 ECE_BINS = 15
 
 
@@ -84,13 +87,16 @@ def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def fit_temperature(view_logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature minimising the validation NLL of the (view-averaged) probabilities, within
-    :data:`TEMPERATURE_BOUNDS` (bounded 1-d search on log T)."""
+    :data:`TEMPERATURE_BOUNDS` (bounded 1-d search on log T); at least 1 when the split has fewer than
+    :data:`MIN_ERRORS_TO_SHARPEN` errors."""
     from scipy.optimize import minimize_scalar
 
     labels = np.asarray(labels)
     if len(labels) == 0:
         return 1.0
     lo, hi = (math.log(b) for b in TEMPERATURE_BOUNDS)
+    if int((view_probabilities(view_logits, 1.0).argmax(1) != labels).sum()) < MIN_ERRORS_TO_SHARPEN:
+        lo = 0.0
     result = minimize_scalar(lambda t: negative_log_likelihood(view_probabilities(view_logits, math.exp(t)), labels),
                              bounds=(lo, hi), method="bounded", options={"xatol": 1e-4})
     return float(math.exp(result.x))

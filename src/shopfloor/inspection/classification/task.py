@@ -62,6 +62,7 @@ from .autoconfig import (
     tta_decision,
 )
 from .calibration import (
+    MIN_ERRORS_TO_SHARPEN,
     CalibratedOutput,
     check_temperature,
     expected_calibration_error,
@@ -332,7 +333,7 @@ class DefectClassification(Task):
                      val_idx: np.ndarray, loss: nn.Module, augmenter: ImageAugmenter, bit_depth: int | None,
                      balanced: bool) -> tuple[int, dict[str, Any]]:
         """Score each candidate input size with a frozen-feature head (original images only) on the validation
-        split; the smallest within tolerance of the best wins (:mod:`.autoconfig`)."""
+        split; the smallest within the noise of the best wins (:mod:`.autoconfig`)."""
         cfg = self.config
         native = int(np.median([min(info.size) for info in infos]))
         candidates = size_candidates(cfg.image_size, native)
@@ -349,11 +350,11 @@ class DefectClassification(Task):
             probs = view_probabilities(view_logits(model, frames[val_idx]), 1.0)
             figures[size] = Figures.of(probs, labels[val_idx])
             seconds[size] = round(time.perf_counter() - start, 1)
-        chosen = choose_smallest_within(figures, len(val_idx))
+        chosen = choose_smallest_within(figures)
         table = {str(s): {**asdict(f), "seconds": seconds[s]} for s, f in figures.items()}
         return chosen, {"native_short_side": native, "candidates": table,
-                        "rule": "frozen-feature head per size; the smallest within tolerance of the fewest "
-                                "validation errors"}
+                        "rule": "frozen-feature head per size; the smallest whose validation errors are within "
+                                "2 standard errors (paired) of the fewest"}
 
     def _choose_depth(self, model: EfficientNetClassifier, head: Figures, train: tuple, val: tuple, loss: nn.Module,
                       augmenter: ImageAugmenter, balanced: bool, log_dir: Path | None) -> DepthSearch:
@@ -400,10 +401,13 @@ class DefectClassification(Task):
         used = logits if on else logits[:1]
         self.state["tta"] = {"flips": flips if on else [], "why": why}
         temperature = fit_temperature(used, labels) if cfg.temperature == "auto" else float(cfg.temperature)
+        errors = int((view_probabilities(used, 1.0).argmax(1) != labels).sum())
         before, after = view_probabilities(used, 1.0), view_probabilities(used, temperature)
         self.state["calibration"] = {
-            "temperature": temperature, "how": "fitted on the validation split (min NLL)" if cfg.temperature == "auto"
-            else "set in the config", "n_val": int(len(labels)),
+            "temperature": temperature, "how": ("fitted on the validation split (min NLL" + (
+                f"; only {errors} validation errors (< {MIN_ERRORS_TO_SHARPEN}), so never below 1)"
+                if errors < MIN_ERRORS_TO_SHARPEN else ")")) if cfg.temperature == "auto" else "set in the config",
+            "n_val": int(len(labels)), "val_errors": errors,
             "val_ece_before": expected_calibration_error(before, labels),
             "val_ece_after": expected_calibration_error(after, labels),
             "val_nll_before": negative_log_likelihood(before, labels) if len(labels) else None,
