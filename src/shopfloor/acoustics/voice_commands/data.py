@@ -136,13 +136,15 @@ def synthesized_clips(commands: Sequence[str], per_word: int, rate: int, clip_se
                         [f"synthesized: {c.text or c.label} ({c.how})" for c in clips])
 
 
-def speaker_split(speakers: Sequence[str], labels: Sequence[str], fraction: float,
-                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+def speaker_split(speakers: Sequence[str], labels: Sequence[str], fraction: float, seed: int,
+                  purpose: str = "validation") -> tuple[np.ndarray, np.ndarray]:
     """Indices (keep, held_out): about ``fraction`` of the speakers held out with all their clips (never a speaker
-    on both sides), chosen by a seeded hash of the speaker id, as the Speech Commands split does. Synthesized
-    clips always stay on the training side."""
+    on both sides), chosen by a hash of ``purpose``, ``seed`` and the speaker id, as the Speech Commands split
+    does (a test split and the validation split inside its training part use different purposes, so they draw
+    independently). Synthesized clips always stay on the training side."""
     speakers = list(speakers)
-    keyed = {s: int(hashlib.sha1(f"{seed}:{s}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF for s in set(speakers)}
+    keyed = {s: int(hashlib.sha1(f"{purpose}:{seed}:{s}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+             for s in set(speakers)}
     held = np.array([s != SYNTH_SPEAKER and keyed[s] < fraction for s in speakers])
     missing = sorted(set(labels) - {label for label, h in zip(labels, held) if h})
     if missing and held.any():

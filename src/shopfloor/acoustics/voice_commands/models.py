@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..augment import spec_augment
 from ..frontend import LogMel
 
 NETWORKS = ("ds-cnn", "gru")
@@ -66,26 +67,18 @@ def build_network(name: str, n_mels: int, n_classes: int) -> nn.Module:
 
 
 class SpecAugment(nn.Module):
-    """Training-time masks on ``(batch, n_mels, frames)``: ``time_masks`` spans of up to ``time_width`` frames and
-    ``freq_masks`` spans of up to ``freq_width`` bands set to zero (the standardised mean), per example."""
+    """Training-time SpecAugment masks (:func:`shopfloor.acoustics.augment.spec_augment`) on the standardised
+    log-mel, with the module's own seeded generator; absent from the exported graph (eval mode)."""
 
-    def __init__(self, time_masks: int = 2, time_width: int = 10, freq_masks: int = 2, freq_width: int = 5):
+    def __init__(self, time_masks: int = 2, time_width: int = 10, freq_masks: int = 2, freq_width: int = 5,
+                 seed: int = 0):
         super().__init__()
-        self.time_masks, self.time_width, self.freq_masks, self.freq_width = time_masks, time_width, freq_masks, \
-            freq_width
+        self.masks = {"time_masks": time_masks, "time_width": time_width, "freq_masks": freq_masks,
+                      "freq_width": freq_width}
+        self.generator = torch.Generator().manual_seed(seed)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        batch, bands, frames = z.shape
-        keep = torch.ones_like(z)
-        for count, width, size, axis in ((self.time_masks, self.time_width, frames, 2),
-                                         (self.freq_masks, self.freq_width, bands, 1)):
-            for _ in range(count):
-                span = torch.randint(0, width + 1, (batch, 1), device=z.device)
-                start = (torch.rand(batch, 1, device=z.device) * (size - span).clamp(min=1)).long()
-                position = torch.arange(size, device=z.device).unsqueeze(0)
-                inside = (position >= start) & (position < start + span)  # (batch, size)
-                keep = keep * (~inside).float().unsqueeze(3 - axis)  # time: (batch, 1, frames); bands: (batch, bands, 1)
-        return z * keep
+        return spec_augment(z, self.generator, **self.masks)
 
 
 class KeywordModel(nn.Module):

@@ -69,6 +69,7 @@ class VoiceCommandsConfig(StrictModel):
     augment: bool = True
     time_shift_seconds: float = Field(0.1, ge=0)
     gain_db: float = Field(6.0, ge=0)
+    speed_change: float = Field(0.05, ge=0, lt=0.5, description="random speed change within +-this fraction")
     noise_probability: float = Field(0.8, ge=0, le=1)
     snr_db_min: float = 0.0
     snr_db_max: float = 30.0
@@ -123,7 +124,7 @@ class VoiceCommands(Task):
         cfg = self.config
         frontend = LogMel(cfg.sampling_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels)
         return KeywordModel(frontend, build_network(cfg.model, cfg.n_mels, len(self.classes)),
-                            SpecAugment() if cfg.spec_augment else None)
+                            SpecAugment(seed=self.training.seed) if cfg.spec_augment else None)
 
     def export_module(self) -> nn.Module:
         return SoftmaxOutput(self.require_model())
@@ -137,7 +138,7 @@ class VoiceCommands(Task):
         if not cfg.augment:
             return None
         return WaveformAugment(cfg.sampling_rate, cfg.time_shift_seconds, cfg.gain_db, cfg.noise_probability,
-                               (cfg.snr_db_min, cfg.snr_db_max), background, seed=self.training.seed)
+                               (cfg.snr_db_min, cfg.snr_db_max), background, cfg.speed_change, seed=self.training.seed)
 
     # ----------------------------------------------------------------- data
     def _read(self, data: Any, skip_bad: bool = False) -> CommandClips:
