@@ -160,7 +160,8 @@ def test_cli_train_evaluate_predict(dataset, tmp_path):
 
     runner = CliRunner()
     model = tmp_path / "cli_model"
-    result = runner.invoke(app, ["train", "machine-sound", "--data", str(dataset), "--out", str(model), "--quiet"])
+    result = runner.invoke(app, ["train", "machine-sound", "--data", str(dataset), "--out", str(model), "--quiet",
+                                 "--statistics", "mean,max", "--channel", "0"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["evaluate", str(model), "--data", str(dataset), "--json", str(tmp_path / "m.json")])
     assert result.exit_code == 0, result.output

@@ -18,7 +18,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from shopfloor.core.artifact import fingerprint_arrays
@@ -74,6 +74,12 @@ class MachineSoundConfig(StrictModel):
     false_alarm_rate: float = Field(0.05, gt=0, lt=0.5, description="target share of normal clips flagged")
     calibration_folds: int = Field(5, ge=2, description="cross-fitting folds (by clip) for the threshold")
     training: MachineSoundTrainingConfig = MachineSoundTrainingConfig()
+
+    @field_validator("statistics", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """``--statistics max`` or ``--statistics mean,max`` from the command line."""
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> "MachineSoundConfig":
