@@ -71,8 +71,8 @@ def list_inputs(inputs: Sequence[str | Path], suffixes: Sequence[str]) -> list[s
 class _Scorer:
     """A Ray Data actor: opens the model directory once, then scores batches of file paths with ``predict``."""
 
-    def __init__(self, model_dir: str, device: str, strict: bool, key_file: str | None):
-        self.task = load(model_dir, device=device, strict=strict, key_file=key_file)
+    def __init__(self, model_dir: str, device: str, precision: str, strict: bool, key_file: str | None):
+        self.task = load(model_dir, device=device, strict=strict, key_file=key_file, precision=precision)
         self.task.training.progress = False
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -86,12 +86,12 @@ class _Scorer:
 
 
 def predict_on_ray(model_dir: str | Path, inputs: Sequence[str | Path], address: str | None = None,
-                   device: str = "cpu", strict: bool = False, key_file: str | Path | None = None,
+                   device: str = "cpu", precision: str = "auto", strict: bool = False, key_file: str | Path | None = None,
                    skip_bad: bool = False, batch_size: int = DEFAULT_BATCH, workers: int | None = None,
                    cpus_per_worker: float = 1.0, progress: bool = False) -> list[dict[str, Any]]:
     """The rows ``load(model_dir).predict(inputs)`` gives, computed on a Ray cluster (see module docstring).
 
-    ``address``: the cluster (``ray://host:10001``, ``host:6379`` or ``auto``); None joins the Ray instance this
+    ``device`` and ``precision`` as for :func:`~shopfloor.core.registry.load`. ``address``: the cluster (``ray://host:10001``, ``host:6379`` or ``auto``); None joins the Ray instance this
     process already started, or starts a local one. ``workers``: actors (default: the cluster's CPUs divided by
     ``cpus_per_worker``). Unreadable inputs refuse the run, all listed, unless ``skip_bad`` (then they come back as
     ``{"input", "skipped": True, "error"}`` rows, as from the local engine)."""
@@ -116,7 +116,8 @@ def predict_on_ray(model_dir: str | Path, inputs: Sequence[str | Path], address:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker))
         records = ray.data.from_items([{"index": i, "path": p} for i, p in enumerate(paths)])
         scored = records.map_batches(
-            _Scorer, fn_constructor_args=(str(model_dir), device, strict, None if key_file is None else str(key_file)),
+            _Scorer, fn_constructor_args=(str(model_dir), device, precision, strict,
+                                                   None if key_file is None else str(key_file)),
             batch_size=batch_size, concurrency=min(workers, max(1, -(-len(paths) // batch_size))),
             num_cpus=cpus_per_worker, batch_format="numpy")
         out = sorted(scored.take_all(), key=lambda r: int(r["index"]))
