@@ -262,8 +262,8 @@ def predict(
         check_output_file(json_path, "--json")
         check_output_dir(out, "--out")
         if engine == "ray":
-            results, name = _predict_on_ray(model_dir, inputs, ray_address, explain, out, skip_bad, device, strict,
-                                            key_file, quiet)
+            results, name = _predict_on_ray(model_dir, inputs, ray_address, explain, out, skip_bad, device, precision,
+                                            strict, key_file, quiet)
         elif engine != "local":
             fail(f"unknown --engine {engine!r}; choose local or ray")
         else:
@@ -282,8 +282,9 @@ def predict(
 
 
 def _predict_on_ray(model_dir: Path, inputs: List[Path], address: Optional[str], explain: bool, out: Optional[Path],
-                    skip_bad: bool, device: str, strict: bool, key_file: Optional[Path], quiet: bool):
-    """``predict --engine ray``: the rows and the task name (see :mod:`shopfloor.plant.ray_engine`)."""
+                    skip_bad: bool, device: str, precision: str, strict: bool, key_file: Optional[Path], quiet: bool):
+    """``predict --engine ray``: the rows and the task name (see :mod:`shopfloor.plant.ray_engine`); ``--device
+    auto`` runs the CPU provider on the workers (Ray actors hold CPUs, not GPUs)."""
     from shopfloor.core.registry import load
     from shopfloor.plant.ray_engine import predict_on_ray
 
@@ -291,8 +292,8 @@ def _predict_on_ray(model_dir: Path, inputs: List[Path], address: Optional[str],
         fail("--explain and --out write files on the Ray workers; run them with --engine local")
     name = load(model_dir, device="cpu", key_file=key_file).name
     rows = predict_on_ray(model_dir, [str(p) for p in inputs], address=address,
-                          device="cpu" if device == "auto" else device, strict=strict, key_file=key_file,
-                          skip_bad=skip_bad, progress=not quiet)
+                          device="cpu" if device == "auto" else device, precision=precision, strict=strict,
+                          key_file=key_file, skip_bad=skip_bad, progress=not quiet)
     return rows, name
 
 
