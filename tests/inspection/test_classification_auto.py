@@ -273,3 +273,18 @@ def test_cli_options_and_info_show_the_decisions(data, auto_fitted, tmp_path):
     bad = runner.invoke(app, ["train", "defect-classification", "--data", str(data[0]), "--out", str(tmp_path / "b"),
                               "--temperature", "-1"])
     assert bad.exit_code != 0 and "temperature must be a positive finite number" in bad.output
+
+
+def test_timing_a_candidate_leaves_the_model_untouched():
+    from shopfloor.inspection.augment import AugmentConfig, ImageAugmenter
+    from shopfloor.inspection.classification.models import build_classifier
+    from shopfloor.inspection.classification.stages import seconds_per_image
+
+    model = build_classifier("efficientnet-lite0", 3, 64, pretrained=False).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    for depth in ("top", "all"):
+        assert seconds_per_image(model, depth, images, ImageAugmenter(AugmentConfig()), torch.nn.CrossEntropyLoss(),
+                                 4) > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.training and all(p.grad is None for p in model.parameters())

@@ -12,6 +12,7 @@ loss, so the two are never applied together.
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from pathlib import Path
@@ -149,7 +150,9 @@ def trainable_view(model: nn.Module, depth: str) -> nn.Module:
 
 def seconds_per_image(model: nn.Module, depth: str, images: np.ndarray, augmenter: ImageAugmenter,
                       loss: nn.Module, batch_size: int) -> float:
-    """Measured training seconds per image at ``depth`` (one forward + backward on a batch, after a warm-up)."""
+    """Measured training seconds per image at ``depth`` (one forward + backward on a batch, after a warm-up), on a
+    copy: a training step would move ``model``'s BatchNorm statistics."""
+    model = copy.deepcopy(model)
     net = trainable_view(model, depth)
     net.train()
     x = torch.from_numpy(images[:batch_size]).permute(0, 3, 1, 2).float()
@@ -159,10 +162,6 @@ def seconds_per_image(model: nn.Module, depth: str, images: np.ndarray, augmente
         start = time.perf_counter()
         loss(net(augmenter(x)), y).backward()
         best = min(best, time.perf_counter() - start)
-    net.zero_grad(set_to_none=True)
-    if isinstance(net, PartlyFrozen):
-        net.release()
-    model.eval()
     return best / len(x)
 
 
