@@ -200,16 +200,18 @@ def test_depth_rule_stops_when_frozen_features_are_enough():
 
 
 def test_depth_rule_prefers_cheaper_on_ties_and_respects_the_budget():
-    results = {"top": _fig(4), "all": _fig(4)}
-    search = choose_depth(_fig(6), ["top", "all"], 100, lambda d: (10.0, 8),
+    results = {"top": _fig(8), "all": _fig(8)}
+    search = choose_depth(_fig(20), ["top", "all"], 100, lambda d: (10.0, 8),
                           lambda d, e: (results[d], e, 10.0 * e))
     assert search.chosen == "top"  # all ties with top: the cheaper wins
     assert [t.epochs for t in search.trials[1:]] == [8, 2]  # 100 s: 8 epochs of top, 20 s left for all
-    skipped = choose_depth(_fig(6), ["top", "all"], 15, lambda d: (10.0, 8), lambda d, e: (_fig(0), e, 10.0 * e))
+    skipped = choose_depth(_fig(20), ["top", "all"], 15, lambda d: (10.0, 8), lambda d, e: (_fig(0), e, 10.0 * e))
     assert skipped.chosen == "head" and all(t.skipped for t in skipped.trials[1:])
-    better = choose_depth(_fig(6), ["top", "all"], 1000, lambda d: (10.0, 8),
-                          lambda d, e: ({"top": _fig(5), "all": _fig(2)}[d], e, 10.0))
-    assert better.chosen == "all"
+    better = choose_depth(_fig(20), ["top", "all"], 1000, lambda d: (10.0, 8),
+                          lambda d, e: ({"top": _fig(15), "all": _fig(2)}[d], e, 10.0))
+    assert better.chosen == "all"  # 20 -> 15 is noise, 20 -> 2 is not
+    noise = choose_depth(_fig(6), ["top"], 1000, lambda d: (10.0, 8), lambda d, e: (_fig(4), e, 10.0))
+    assert noise.chosen == "head"  # NEU's 2 -> 1 looked like this: not worth a fine-tune
 
 
 def test_size_rule():

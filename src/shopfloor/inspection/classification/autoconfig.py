@@ -7,14 +7,17 @@ unless a costlier one is better there:
   one (1.5x, or the images' size up to 2x when they are larger: fine cracks need pixels). Each is scored with a
   linear head on frozen features; the smallest whose validation errors are :func:`within_noise` of the best wins
   (a larger input costs inference time on every image, so it must be clearly better).
-- **training depth** (:func:`choose_depth`): the frozen-feature head first; when it makes more validation errors
-  than :data:`ENOUGH_ERROR_RATE` allows, fine-tuning the last stage (``top``) and then the whole network
-  (``all``) are tried, each only when its measured cost fits the time budget. A costlier depth must make fewer
-  validation errors than every cheaper one (ties go to the cheaper; the model's inference cost is the same).
+- **training depth** (:func:`choose_depth`): the frozen-feature head first; when even a perfect model could not
+  beat its validation errors beyond the noise, frozen features are enough. Otherwise fine-tuning the last stage
+  (``top``) and then the whole network (``all``) are tried, each only when its measured cost fits the time
+  budget; a costlier depth must beat the best cheaper one beyond the noise.
 - **class-balanced sampling** (:func:`sampling_decision`): on when the largest class has more than
   ``imbalance_ratio`` times the images of the smallest.
 - **test-time augmentation** (:func:`tta_decision`): flips averaged in the graph, kept only when they remove
-  validation errors (they cost 2-4x inference).
+  validation errors beyond the noise (they cost 2-4x inference).
+
+"Beyond the noise" is one rule everywhere (:func:`within_noise`): the difference of two error counts on the same
+validation images must exceed two paired standard errors.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import numpy as np
 
 from .calibration import negative_log_likelihood, view_probabilities
 
-ENOUGH_ERROR_RATE = 0.005  # frozen features are enough when at most this share of validation images is wrong
 MIN_EPOCHS = 2  # a fine-tuning candidate needs time for at least this many epochs within the budget
 
 
@@ -125,9 +127,9 @@ def choose_depth(head: Figures, candidates: Sequence[str], budget_s: float,
     seconds)``, which trains a copy and keeps it for the caller when chosen.
     """
     trials = [DepthTrial("head", head)]
-    if head.errors <= ENOUGH_ERROR_RATE * head.n:
+    if within_noise(head.errors, 0):
         return DepthSearch("head", trials, f"frozen features are enough: {head.errors} of {head.n} validation "
-                           f"images wrong (<= {ENOUGH_ERROR_RATE:.1%})")
+                           "images wrong, within the noise of none")
     left = budget_s
     for depth in candidates:
         per_epoch, max_epochs = estimate(depth)
@@ -142,9 +144,10 @@ def choose_depth(head: Figures, candidates: Sequence[str], budget_s: float,
         trials.append(DepthTrial(depth, figures, ran, round(seconds, 1), round(per_epoch * epochs, 1)))
     chosen, best = "head", head
     for trial in trials[1:]:
-        if trial.figures is not None and trial.figures.errors < best.errors:
+        if trial.figures is not None and not within_noise(best.errors, trial.figures.errors):
             chosen, best = trial.depth, trial.figures
-    reason = (f"{chosen}: fewest validation errors ({best.errors} of {best.n}); ties go to the cheaper depth")
+    reason = (f"{chosen}: {best.errors} of {best.n} validation errors; a costlier depth must beat the best cheaper "
+              "one beyond the noise (2 paired standard errors)")
     return DepthSearch(chosen, trials, reason)
 
 
@@ -159,8 +162,8 @@ def tta_decision(view_logits: np.ndarray, labels: np.ndarray, temperature_fit: C
                 "plain": asdict(plain), "temperature_plain": plain_t}
     tta_t = temperature_fit(view_logits)
     tta = Figures.of(view_probabilities(view_logits, tta_t), labels)
-    on = tta.errors < plain.errors
-    why = (f"flips {'remove' if on else 'do not remove'} validation errors ({plain.errors} -> {tta.errors} of "
+    on = not within_noise(plain.errors, tta.errors)
+    why = (f"flips {'remove' if on else 'do not remove'} validation errors beyond the noise ({plain.errors} -> {tta.errors} of "
            f"{plain.n}){'' if on else '; off (it would cost ' + str(len(view_logits)) + 'x inference)'}")
     return {"on": on, "why": why, "plain": asdict(plain), "tta": asdict(tta), "temperature_plain": plain_t,
             "temperature_tta": tta_t}
