@@ -13,7 +13,8 @@ OpenVINO runs in a separate interpreter (the ``onnxruntime-openvino`` wheel repl
 ``SHOPFLOOR_OPENVINO_PYTHON`` to a Python whose environment has it (see README "Deploy"); absent, the OpenVINO
 rows are skipped with the reason. Writes benchmarks/results/speed.json.
 
-    python benchmarks/bench_speed.py [--with-auto]
+    python benchmarks/bench_speed.py [--with-auto] [--reuse]   (--reuse: quantise and time the models a previous
+                                                               run trained, instead of training them again)
 """
 
 from __future__ import annotations
@@ -148,6 +149,17 @@ def variants(model: Path, kind: str, paths: list[str], test: str, accepted: bool
 
 
 # ----------------------------------------------------------------------------------------------- data sets
+def _fitted(model: Path, fit):
+    """``fit()``, or with ``--reuse`` the model already in ``model`` (fit seconds then time the load only)."""
+    if "--reuse" in sys.argv and (model / "manifest.json").is_file():
+        from shopfloor.core.registry import load
+
+        task = load(model, device="cpu", precision="fp32")
+        task.training.progress = False
+        return task
+    return fit()
+
+
 def neu() -> dict:
     from shopfloor.core.split import stratified_split
     from shopfloor.inspection.classification.task import DefectClassification, LabelledImages
@@ -163,7 +175,8 @@ def neu() -> dict:
             target.symlink_to(data.paths[i])
     model = WORK / "neu_model"
     start = time.perf_counter()
-    task = DefectClassification(training={"seed": 0, "progress": False}).fit(data.subset(train_idx), out_dir=model)
+    task = _fitted(model, lambda: DefectClassification(training={"seed": 0, "progress": False}).fit(
+        data.subset(train_idx), out_dir=model))
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     record = task.quantize([str(data.paths[i]) for i in train_idx], max_disagreement=MAX_DISAGREEMENT,
@@ -184,7 +197,7 @@ def mpdd(auto: bool) -> dict:
     options = {"auto": auto, "training": {"seed": 0, "progress": False}}
     if not auto:
         options["image_size"] = 256
-    task = AnomalyDetection(**options).fit(root, out_dir=model)
+    task = _fitted(model, lambda: AnomalyDetection(**options).fit(root, out_dir=model))
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     record = task.quantize(root / "train", max_disagreement=MAX_DISAGREEMENT, out_dir=model)

@@ -43,9 +43,9 @@ def test_int8_is_written_hashed_loaded_and_used(model_dir, data):
     task = load(model_dir, device="cpu")
     record = task.quantize(data[0], out_dir=model_dir)
     assert record["accepted"] and record["n_calibration"] == 60 and record["n_validation"] == 60
-    assert record["layers"] == {"layers": 5, "quantized": 2,
+    assert record["layers"] == {"layers": 5, "quantized": 1,
                                 "kept_fp32": {"first_and_last": ["/model/head/Gemm", "/model/trunk/trunk.0/Conv"],
-                                              "last_conv_and_after": 2}}
+                                              "last_conv_and_after": 2, "feature_taps": 1, "depthwise": 0}}
     artifact = read_artifact(model_dir)  # every file, the int8 graph included, matches its SHA-256
     assert INT8_MODEL in artifact.manifest["files"]
     assert artifact.manifest["state"]["quantization"]["accepted"] is True
@@ -116,6 +116,7 @@ class BankSearch(nn.Module):
     def __init__(self):
         super().__init__()
         self.trunk = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                                   nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(), nn.Conv2d(8, 8, 1), nn.ReLU(),
                                    nn.Conv2d(8, 8, 3, padding=1))
         self.register_buffer("bank", torch.randn(32, 8))
         self.register_buffer("rows", torch.rand(16, 16))
@@ -131,8 +132,11 @@ def test_only_the_trunk_is_quantised_search_and_post_processing_stay_fp32():
     graph = export_onnx(BankSearch().eval(), (torch.rand(1, 3, 16, 16),), ["images"], ["score", "anomaly_map"])
     chosen, info = select_layers(onnx.load_from_string(graph))
     names = {n.name: n.op_type for n in onnx.load_from_string(graph).graph.node}
-    # the middle conv only: the first (stem), the last conv (the features searched) and the search Gemm stay fp32
-    assert [names[c] for c in chosen] == ["Conv"] and info["kept_fp32"]["last_conv_and_after"] == 2
+    # the second conv only: the first (stem), the depthwise conv, the 1x1 conv feeding the last conv (a feature tap),
+    # the last conv (the features searched) and the search Gemm stay fp32
+    assert [names[c] for c in chosen] == ["Conv"] and chosen[0].endswith("trunk.2/Conv")
+    assert info["kept_fp32"] == {"first_and_last": ["/Gemm", "/trunk/trunk.0/Conv"], "last_conv_and_after": 2,
+                                 "feature_taps": 1, "depthwise": 1}
     rows = [{"images": np.random.default_rng(i).random((1, 3, 16, 16), np.float32)} for i in range(8)]
     int8, _ = quantize_graph(graph, rows)
     quantised = {n.input[0] for n in onnx.load_from_string(int8).graph.node if n.op_type == "DequantizeLinear"}

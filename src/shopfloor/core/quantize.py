@@ -5,7 +5,11 @@ activations uint8 (MinMax ranges), on the *layers* only: Conv, MatMul and Gemm n
 The first layer (it sees raw pixels or signals) and the last one (it writes the scores) stay fp32, and when the
 graph is a convolutional network so do its last Conv and every layer downstream of it: the features the output is
 computed from, classifier heads, the nearest-neighbour search against a memory bank, anomaly-map upsampling and
-normalisation are small next to the trunk and decide the output directly. Everything else (pooling, resizing, thresholds) is left in fp32.
+normalisation are small next to the trunk and decide the output directly. So do the trunk layers that feed those
+with no layer between (the tapped feature maps and the residual stream into them) and depthwise convolutions (few
+FLOPs, per-channel ranges int8 represents badly, and no fast int8 kernel on our CPUs): on MPDD, PatchCore's int8
+graph flipped the decision on every good image with them quantised, none without. Everything else (pooling,
+resizing, thresholds) is left in fp32.
 
 Calibration and the gate run on the graph inputs the task's own ``predict`` builds from the data given
 (:meth:`shopfloor.core.task.Task.graph_feeds`), so they saw the deployed pre-processing. The inputs are split,
@@ -134,9 +138,44 @@ def select_layers(model: Any) -> tuple[list[str], dict[str, Any]]:
                 if n in layers:
                     head.add(n.name)
     ends = {layers[0].name, layers[-1].name} if layers else set()
-    chosen = [n.name for n in layers if n.name not in head and n.name not in ends]
-    kept = {"first_and_last": sorted(ends), "last_conv_and_after": len(head)}
+    taps = _feature_taps(nodes, layers, head) if head else set()
+    depthwise = {n.name for n in layers if n.op_type == "Conv" and _group(n) > 1}
+    chosen = [n.name for n in layers if n.name not in head | ends | taps | depthwise]
+    kept = {"first_and_last": sorted(ends), "last_conv_and_after": len(head), "feature_taps": len(taps),
+            "depthwise": len(depthwise)}
     return chosen, {"layers": len(layers), "quantized": len(chosen), "kept_fp32": kept}
+
+
+def _group(node: Any) -> int:
+    return next((a.i for a in node.attribute if a.name == "group"), 1)
+
+
+def _feature_taps(nodes: list, layers: list, head: set[str]) -> set[str]:
+    """Trunk layers whose output reaches the fp32 head with no other layer in between: the feature maps the output
+    is computed from (PatchCore's tapped blocks) and the residual stream that carries into them."""
+    layer_names = {n.name for n in layers}
+    consumers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    taps = set()
+    for layer in layers:
+        if layer.name in head:
+            continue
+        frontier, seen = list(layer.output), set()
+        while frontier:
+            tensor = frontier.pop()
+            for n in consumers.get(tensor, []):
+                if n.name in seen:
+                    continue
+                seen.add(n.name)
+                if n.name in head:
+                    taps.add(layer.name)
+                    frontier = []
+                    break
+                if n.name not in layer_names:
+                    frontier.extend(n.output)
+    return taps
 
 
 class _Calibration:
