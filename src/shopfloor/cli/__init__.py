@@ -151,7 +151,7 @@ def train(
             from shopfloor.core.artifact import read_key
 
             read_key(key_file)  # a bad key file is refused before training, not after
-        instance.fit(str(data), out_dir=out)
+        instance.fit(None if data is None else str(data), out_dir=out)
         if key_file is not None and getattr(instance, "is_global_zero", True):
             from shopfloor.core.artifact import sign_artifact
 
