@@ -41,7 +41,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def auto_fitted(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("auto") / "m"
-    task = DefectClassification(image_size=64, feature_views=0, auto_finetune_epochs=2, training=FAST)
+    task = DefectClassification(image_size=64, feature_views=0, auto=True, auto_finetune_epochs=2, training=FAST)
     return task.fit(data[0], out_dir=out), out
 
 
