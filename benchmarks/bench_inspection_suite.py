@@ -49,21 +49,15 @@ def classification_sets(root: Path) -> list[Path]:
 
 def run_anomaly(path: Path, mode: str) -> dict:
     """``mode``: fixed, auto, or auto@R (auto with a latency budget of R x the fixed defaults' cost)."""
-    from shopfloor.inspection.anomaly import autoconfig
     from shopfloor.inspection.anomaly.task import AnomalyDetection
     from shopfloor.inspection.layouts import read_anomaly_data
 
     auto = mode.startswith("auto")
-    default_budget = autoconfig.LATENCY_BUDGET
-    if "@" in mode:
-        autoconfig.LATENCY_BUDGET = float(mode.split("@")[1])
-    task = AnomalyDetection(auto=auto, training={"progress": False})
+    budget = {"latency_budget": float(mode.split("@")[1])} if "@" in mode else {}
+    task = AnomalyDetection(auto=auto, training={"progress": False}, **budget)
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    try:
-        task.fit(path)
-    finally:
-        autoconfig.LATENCY_BUDGET = default_budget
+    task.fit(path)
     fit_s = time.perf_counter() - start
     m = task.evaluate(path)
     paths = [s.path for s in read_anomaly_data(path, need="test").test]

@@ -173,12 +173,13 @@ def test_auto_false_keeps_the_fixed_defaults(plain_root):
     assert AnomalyDetection.saved_config({"image_size": 64})["auto"] is False
 
 
-def test_search_picks_tiling_for_tiny_defects_on_large_images(tmp_path, monkeypatch):
+def test_search_picks_tiling_for_tiny_defects_on_large_images(tmp_path):
     """Large textured images, defects of ~2 % of the side, a 64 px base frame and a budget that allows the native
     resolution: the pseudo-anomalies are lost when the image is squashed to 64 px, so the search chooses tiles."""
-    monkeypatch.setattr(autoconfig, "LATENCY_BUDGET", 12.0)
     root = make_anomaly_dataset(tmp_path / "big", n_train=12, n_test_good=2, n_test_per_defect=1, size=192, seed=4)
-    task = AnomalyDetection(image_size=64, min_defect_size=0.02, training=QUIET).fit(root, out_dir=tmp_path / "m")
+    task = AnomalyDetection(image_size=64, min_defect_size=0.02, latency_budget=12.0,
+                            training=QUIET).fit(root, out_dir=tmp_path / "m")
+    assert task.state["autoconfig"]["latency_budget"]["ratio"] == 12.0
     chosen = task.state["autoconfig"]
     assert chosen["tiles"] != [1, 1] and task.config.tiles == chosen["tiles"]
     assert len(chosen["trials"]) >= 2 and sum(t["chosen"] for t in chosen["trials"]) == 1

@@ -59,7 +59,7 @@ from ..images import (
 )
 from ..inputs import check_ranges, finish_predictions, fit_input_ranges, settle_bad_inputs
 from ..layouts import AnomalyData, read_anomaly_data
-from .autoconfig import Candidate, PseudoValidation, bank_rule, holdout_plan, search
+from .autoconfig import LATENCY_BUDGET, Candidate, PseudoValidation, bank_rule, holdout_plan, search
 from .calibration import Calibration
 from .evaluation import evaluate_streamed
 from .fitting import FeatureFitting
@@ -90,6 +90,9 @@ class AnomalyDetectionConfig(StrictModel):
     bank_flops_ratio: float = Field(1.0, gt=0, description="auto: nearest-neighbour FLOPs per image at most this "
                                     "times the backbone's (caps the memory bank)")
     bank_memory_mb: int = Field(256, ge=1, description="auto: cap on the memory bank's size in memory")
+    latency_budget: float = Field(LATENCY_BUDGET, gt=0, description="auto: per-image cost budget, in multiples of "
+                                  "the fixed defaults' estimated FLOPs; costlier candidates are pruned before "
+                                  "validation")
     keep_aspect: bool = Field(False, description="letterbox images instead of stretching them (elongated parts)")
     bit_depth: Literal["auto", 8, 10, 12, 14, 16] = Field(
         "auto", description="significant bits of 16-bit images: auto detects them from the training images")
@@ -301,7 +304,8 @@ class AnomalyDetection(FeatureFitting, Calibration, Task):
 
         with torch.no_grad():
             result = search(data, [img.size for img in fit + val], max(cfg.height_width), build,
-                            self._feature_extractor, rule, bit_depth, cfg.training.seed)
+                            self._feature_extractor, rule, bit_depth, cfg.training.seed,
+                            latency_budget=cfg.latency_budget)
         chosen = result.chosen
         update = {"image_size": list(chosen.image_size), "tiles": list(chosen.tiles),
                   "feature_blocks": list(chosen.blocks), "smoothing_sigma": result.smoothing_sigma}
