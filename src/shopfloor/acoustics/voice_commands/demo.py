@@ -20,7 +20,7 @@ def run_demo(cls: type, out_dir: Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     test = synthesize_commands(DEMO_WORDS, per_word=20, seed=101)
     write_clips(test, out_dir / "test_clips")
-    task = cls(synthesize=DEMO_WORDS, synth_per_word=120, training={"epochs": 8, "patience": 3})
+    task = cls(synthesize=DEMO_WORDS, synth_per_word=200, training={"epochs": 15, "patience": 15})
     task.fit(None, out_dir=out_dir / "model")
     metrics = task.evaluate(out_dir / "test_clips", report_dir=out_dir / "report")
     recording = _recording(out_dir / "line_recording.wav")
