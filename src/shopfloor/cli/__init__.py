@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -20,7 +19,6 @@ from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from shopfloor.core.errors import ShopfloorError  # noqa: E402
 from shopfloor.core.quiet import is_verbose  # noqa: E402
 
 from .output import (  # noqa: E402
@@ -37,6 +35,7 @@ from .output import (  # noqa: E402
     show_metrics,
     write_result,
 )
+from .runs import load_model, predict_on_ray_engine, stream_opcua, task_help, user_errors  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep learning for the factory floor: train, evaluate, explain and deploy.")
@@ -51,15 +50,6 @@ PRECISION = typer.Option("auto", help="auto | fp32 | int8: auto runs the int8 gr
                          "added one that passed its accuracy gate")
 KEY_FILE = typer.Option(None, "--key-file", help="refuse the model directory unless its signature verifies with "
                         "this key (default: $SHOPFLOOR_KEY_FILE; see `shopfloor sign`)")
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Errors caused by input become one ``error:`` line and exit code 2, never a traceback."""
-    try:
-        yield
-    except ShopfloorError as exc:
-        fail(str(exc))
 
 
 def _version() -> str:
@@ -80,26 +70,6 @@ def _options(verbose: bool = VERBOSE, quiet: bool = QUIET,
                                           help="print the version and exit")) -> None:
     """Deep learning for the factory floor: train, evaluate, explain and deploy."""
     setup_console(verbose, quiet, fresh=True)
-
-
-def _task_help(task_name: str) -> None:
-    """Every option of one task, with type, default and description, as plain text on stdout."""
-    import textwrap
-
-    from shopfloor.core.config import describe_options
-    from shopfloor.core.registry import get_task
-
-    task_cls = get_task(task_name)
-    lines = [f"Options of {task_name} (shopfloor train {task_name} --data D --out M [options]):"]
-    group = None
-    for row in describe_options(task_cls.Config):
-        if row["group"] != group:
-            group = row["group"]
-            lines.append(f"\n [{group}]" if group else "")
-        lines.append(f"  {row['option']} {row['type']}  (default {row['default']})")
-        if row["help"]:
-            lines.extend(textwrap.wrap(row["help"], width=100, initial_indent="      ", subsequent_indent="      "))
-    sys.stdout.write("\n".join(lines) + "\n")
 
 
 @app.command(context_settings={**EXTRA, "help_option_names": []})
@@ -133,7 +103,7 @@ def train(
         if show_help or task is None:
             sys.stdout.write(ctx.get_help() + "\n")
             if task is not None:
-                _task_help(task)
+                task_help(task)
             raise typer.Exit(0)
         task_cls = get_task(task)
         if (data is None and not task_cls.data_optional) or out is None:
@@ -163,16 +133,6 @@ def train(
         say(f"model written to {out}", style="green")
 
 
-def _load(model_dir: Path, device: str, strict: bool = False, quiet: bool = False, key_file: Path | None = None,
-          precision: str = "auto"):
-    from shopfloor.core.registry import load
-
-    task = load(model_dir, device=device, strict=strict, key_file=key_file, precision=precision)
-    if quiet:
-        task.training.progress = False
-    return task
-
-
 @app.command(context_settings=EXTRA)
 def evaluate(
     ctx: typer.Context,
@@ -194,7 +154,7 @@ def evaluate(
     with user_errors():
         check_output_file(json_path, "--json")
         check_output_dir(report, "--report")
-        task = _load(model_dir, device, strict, quiet, key_file, precision)
+        task = load_model(model_dir, device, strict, quiet, key_file, precision)
         options = build_config(task.EvaluateOptions, parse_cli_overrides(list(ctx.args), task.EvaluateOptions))
         metrics = task.evaluate(str(data), report_dir=report, **options.model_dump())
     show_metrics({k: v for k, v in metrics.items() if k != "confusion_matrix"}, f"{task.name}: test")
@@ -223,7 +183,7 @@ def adapt(
         if Path(out).resolve() == Path(model_dir).resolve():
             fail("--out must differ from MODEL_DIR: the model of the training condition is kept")
         check_output_dir(out, "--out")
-        task = _load(model_dir, "auto", False, quiet, key_file)
+        task = load_model(model_dir, "auto", False, quiet, key_file)
         if not callable(getattr(task, "adapt", None)):
             fail(f"{task.name} models cannot be adapted without labels; `shopfloor adapt` is for fault-diagnosis")
         task.adapt([str(p) for p in data], out_dir=out, method=method, skip_bad=skip_bad)
@@ -262,14 +222,14 @@ def predict(
         check_output_file(json_path, "--json")
         check_output_dir(out, "--out")
         if engine == "ray":
-            results, name = _predict_on_ray(model_dir, inputs, ray_address, explain, out, skip_bad, device, precision,
+            results, name = predict_on_ray_engine(model_dir, inputs, ray_address, explain, out, skip_bad, device, precision,
                                             strict, key_file, quiet)
         elif engine != "local":
             fail(f"unknown --engine {engine!r}; choose local or ray")
         else:
             if ray_address is not None:
                 fail("--ray-address needs --engine ray")
-            task = _load(model_dir, device, strict, quiet, key_file, precision)
+            task = load_model(model_dir, device, strict, quiet, key_file, precision)
             options = {"skip_bad": True} if skip_bad else {}
             results = task.predict([str(p) for p in inputs], out_dir=out, explain=explain, **options)
             name = task.name
@@ -279,22 +239,6 @@ def predict(
     say(f"{len(results) - skipped} prediction(s)" + (f", {skipped} input(s) skipped" if skipped else "")
         + (f", {flagged} out of the training range" if flagged else ""))
     write_result(results, json_path, "json" if json_path is not None else fmt)
-
-
-def _predict_on_ray(model_dir: Path, inputs: List[Path], address: Optional[str], explain: bool, out: Optional[Path],
-                    skip_bad: bool, device: str, precision: str, strict: bool, key_file: Optional[Path], quiet: bool):
-    """``predict --engine ray``: the rows and the task name (see :mod:`shopfloor.plant.ray_engine`); ``--device
-    auto`` runs the CPU provider on the workers (Ray actors hold CPUs, not GPUs)."""
-    from shopfloor.core.registry import load
-    from shopfloor.plant.ray_engine import predict_on_ray
-
-    if explain or out is not None:
-        fail("--explain and --out write files on the Ray workers; run them with --engine local")
-    name = load(model_dir, device="cpu", key_file=key_file).name
-    rows = predict_on_ray(model_dir, [str(p) for p in inputs], address=address,
-                          device="cpu" if device == "auto" else device, precision=precision, strict=strict,
-                          key_file=key_file, skip_bad=skip_bad, progress=not quiet)
-    return rows, name
 
 
 @app.command()
@@ -347,7 +291,7 @@ def optimize(
             from shopfloor.core.artifact import read_key
 
             read_key(key_file)
-        task = _load(model_dir, "cpu", False, quiet, key_file, "fp32")
+        task = load_model(model_dir, "cpu", False, quiet, key_file, "fp32")
         signed = task._artifact is not None and task._artifact.signature != "unsigned"
         record = task.quantize([str(p) for p in data], max_disagreement=max_disagreement, max_inputs=max_inputs,
                                calibration_data=[str(p) for p in calibration] if calibration else None,
@@ -526,7 +470,7 @@ def stream(
         fail(f"{', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} for "
              f"{'--mqtt' if opcua else '--opcua'} streams; leave {'it' if len(misplaced) == 1 else 'them'} out")
     if opcua is not None:
-        _stream_opcua(model_dir, opcua, nodes, every, set_, write, publish_mqtt, publish, client_id, db,
+        stream_opcua(model_dir, opcua, nodes, every, set_, write, publish_mqtt, publish, client_id, db,
                       max_samples, device, strict, key_file)
         return
     from shopfloor.plant.mqtt import MqttStream, StreamConfig
@@ -534,7 +478,7 @@ def stream(
 
     publish = publish or "results/{topic}"
     with user_errors():
-        task = _load(model_dir, device, strict, True, key_file)
+        task = load_model(model_dir, device, strict, True, key_file)
         options = {"client_id": client_id} if client_id else {}
         config = StreamConfig(broker=mqtt, subscribe=list(subscribe), publish=publish, group=group, **options)
         store = RecordStore(db)
@@ -548,37 +492,6 @@ def stream(
     if stats is not None:
         say(f"received {stats.received}, recorded {stats.recorded}, duplicates {stats.duplicates}, "
             f"refused {stats.refused}, published {stats.published}")
-
-
-def _stream_opcua(model_dir: Path, endpoint: str, nodes: List[str], every: str, constants: List[str],
-                  write: List[str], publish_mqtt: Optional[str], publish: Optional[str], client_id: Optional[str],
-                  db: str, max_samples: Optional[int], device: str, strict: bool, key_file: Optional[Path]) -> None:
-    """`stream --opcua`: poll the nodes, predict, record, write back and/or publish (see shopfloor.plant.opcua)."""
-    from shopfloor.plant.opcua import OpcuaConfig, OpcuaStream
-    from shopfloor.plant.records import RecordStore
-
-    with user_errors():
-        config = OpcuaConfig(endpoint=endpoint, nodes=list(nodes), every=every, constants=list(constants),
-                             write=list(write), mqtt=publish_mqtt, publish=publish or "results/opcua/{model}",
-                             client_id=client_id)
-        task = _load(model_dir, device, strict, True, key_file)
-        store = RecordStore(db)
-        try:
-            stream = OpcuaStream(task, store, config)
-            outputs = [f"{len(config.write)} node(s)"] if config.write else []
-            outputs += [f"MQTT {publish_mqtt}"] if publish_mqtt else []
-            say(f"streaming {task.name} from {stream.source} ({len(config.nodes)} node(s) every {config.every:g} s)"
-                f" -> records{''.join(', ' + o for o in outputs)}")
-            try:
-                stats = stream.run(max_samples=max_samples)
-            except KeyboardInterrupt:
-                stats = None
-        finally:
-            store.close()
-    if stats is not None:
-        say(f"samples {stats.samples}, recorded {stats.recorded}, duplicates {stats.duplicates}, skipped "
-            f"{stats.skipped}, refused {stats.refused}, written {stats.written}, published {stats.published}, "
-            f"reconnects {stats.reconnects}")
 
 
 records_app = typer.Typer(no_args_is_help=True, help="The prediction records written by serve and stream.")

@@ -17,7 +17,9 @@ import pandas as pd  # noqa: E402
 from shopfloor.core.explain.attribution import attribution_bar_figure, attribution_heatmap_figure  # noqa: E402
 from shopfloor.core.report import Report  # noqa: E402
 
+from ..histories import SensorHistories  # noqa: E402
 from ..windows import piecewise_rul  # noqa: E402
+from .estimates import combine_recent  # noqa: E402
 
 MAX_ATTRIBUTION_UNITS = 100
 
@@ -126,3 +128,43 @@ def _attribution_section(data: RULReportData, report: Report) -> None:
             i = index[0]
             report.figure(attribution_heatmap_figure(attributions[i], names, title=f"unit {unit}: attribution over "
                                                      "the last window"), f"attribution_unit_{unit}")
+
+
+def write_evaluation_report(task: Any, histories: SensorHistories, units: pd.DataFrame, result: dict[str, Any],
+                            report_dir: str | Path, opts: Any) -> Path:
+    """For a fitted RUL ``task`` and its evaluation: compute what the report shows (trajectories, attributions)
+    and write it (``opts``: the task's evaluate options)."""
+    cfg, state = task.config, task.state
+    shown = shown_units(units, cfg.explain_units)
+    late = task.late_units(histories, opts.late_start)
+    last = task.prediction_windows(histories, 1, opts.short_units, late)
+    keep = np.arange(len(last))
+    if len(keep) > MAX_ATTRIBUTION_UNITS:
+        keep = np.random.default_rng(0).choice(keep, MAX_ATTRIBUTION_UNITS, replace=False)
+    attributions = task.window_attributions(last.x[keep])
+    dropped = state.get("dropped_sensors")
+    summary = (f"Model: {cfg.ensemble} x {cfg.model}, window {cfg.window}, RUL cap {cfg.rul_cap:g}, "
+               f"{state['n_conditions']} operating condition(s), sensors {', '.join(state['sensors'])}"
+               + (f"; dropped as constant: {', '.join(dropped)}" if dropped else "") + ".")
+    data = RULReportData(source=histories.source, summary=summary, units=units, result=result, cap=cfg.rul_cap,
+                         interval_level=cfg.interval_level, shown=shown, features=task.features,
+                         attribution_units=last.unit[keep], attributions=attributions,
+                         curves=trajectories(task, histories, shown, opts.short_units, late)
+                         if opts.trajectories else [])
+    return write_rul_report(data, report_dir)
+
+
+def trajectories(task: Any, histories: SensorHistories, shown: list[Any], short_units: str = "pad",
+                 late: Any = ()) -> list[dict[str, Any]]:
+    """Predicted RUL, interval and truth at every cycle of each shown unit."""
+    if not shown:
+        return []
+    windows = task.prediction_windows(histories.select_units(shown), None, short_units, late)
+    out = combine_recent(windows.unit, windows.end_time, task.run_windows(windows.x), task.config.recent_windows)
+    curves = []
+    for unit in shown:
+        mask = windows.unit == unit
+        curves.append({"unit": unit, "time": windows.end_time[mask], "predicted": out["rul"][mask],
+                       "lower": out["lower"][mask], "upper": out["upper"][mask],
+                       "true": windows.rul[mask] if histories.has_rul else None})
+    return curves

@@ -25,22 +25,19 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from shopfloor.core.artifact import fingerprint_arrays
-from shopfloor.core.config import StrictModel, TrainingConfig
 from shopfloor.core.errors import DataError
 from shopfloor.core.ranges import InputRanges
 from shopfloor.core.task import OnnxSignature, TableColumns, Task, batched, read_inputs, to_jsonable
 from shopfloor.core.training import SupervisedModule, fit_supervised, seed_everything
 
 from ..checks import extreme_values, list_items
-from ..histories import RUL, TIME, UNIT, HistorySpec, SensorHistories, load_histories, plain
-from ..sequence import SEQUENCE_MODELS, build_sequence_model
+from ..histories import RUL, TIME, UNIT, SensorHistories, load_histories, plain
+from ..sequence import build_sequence_model
 from ..windows import (
-    DEFAULT_RUL_CAP,
     ConditionNormalizer,
     Windows,
     fit_condition_normalizer,
@@ -61,57 +58,12 @@ from .incomplete import (
 from .estimates import calibrate_interval, combine_recent, history_starts, last_per_unit
 from .metrics import interval_coverage, rul_metrics
 from .networks import RULEnsemble, WindowFeatures, WindowRegressor
+from .report import write_evaluation_report
+from .settings import EvaluateOptions, PredictionOptions, RULConfig, RULTrainingConfig  # noqa: F401 - importable here as before
 
 OUTPUTS = ["rul", "lower", "upper", "spread"]
 
 log = logging.getLogger(__name__)
-
-
-class RULTrainingConfig(TrainingConfig):
-    """Training defaults that suit RUL windows (thousands of small windows, short epochs)."""
-
-    epochs: int = Field(20, ge=1, description="maximum number of epochs per ensemble member")
-    batch_size: int = Field(256, ge=1)
-    learning_rate: float = Field(3e-3, gt=0)
-    patience: int = Field(8, ge=1, description="early-stopping patience in epochs on the validation loss")
-
-
-class RULConfig(StrictModel):
-    """Settings of the remaining-useful-life task."""
-
-    data: HistorySpec = HistorySpec()
-    window: int = Field(30, ge=2, description="cycles per input window")
-    stride: int = Field(1, ge=1, description="step between training windows")
-    rul_cap: float = Field(DEFAULT_RUL_CAP, gt=0, description="piecewise-linear target: RUL capped at this value")
-    operating_conditions: int | Literal["auto"] = Field(
-        "auto", description="operating conditions to cluster the settings into ('auto' finds them; 1 = none)")
-    short_units: Literal["error", "pad", "skip"] = Field(
-        "pad", description="training units shorter than the window: pad (repeat the first reading), skip or error "
-        "(at evaluate/predict time the option of the same name decides, default pad)")
-    baseline_cycles: int = Field(
-        20, ge=0, description="compare each window with the mean of the unit's first N readings (its own healthy "
-        "reference; removes unit-to-unit offsets); needs each unit's history from its start at predict time; 0 = off")
-    age_feature: bool = Field(
-        True, description="feed the time column (cycles since the unit's history began) to the model as an input; "
-        "needs real cycle counts at predict time")
-    model: Literal[tuple(SEQUENCE_MODELS)] = Field("cnn1d", description="sequence model")  # type: ignore[valid-type]
-    model_options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the model class")
-    input_noise: float = Field(0.2, ge=0, description="std of Gaussian noise added to normalised inputs in training")
-    epoch_windows: int = Field(16384, ge=0, description="training windows drawn at random per epoch (0 = all)")
-    ensemble: int = Field(3, ge=1, description="ensemble members (different seeds); their spread gives the interval")
-    member_validation: Literal["shared", "rotating"] = Field(
-        "rotating", description="rotating: member k early-stops on its own block of held-out units, so each unit "
-        "trains most members and the interval is calibrated on estimates by a member that never trained on the "
-        "unit; shared: all members use the same validation units, where the whole ensemble is calibrated")
-    recent_windows: int = Field(
-        10, ge=1, description="a unit's estimate averages the lag-corrected estimates of the windows ending at its "
-        "last N cycles (1 = the last window alone)")
-    interval_level: float = Field(0.9, gt=0, lt=1, description="nominal coverage of the prediction interval")
-    interval_width: Literal["spread", "constant"] = Field(
-        "constant", description="spread: half-width grows with the members' spread (normalised conformal); constant: "
-        "the conformal quantile of the held-out absolute errors, the same for every unit")
-    explain_units: int = Field(6, ge=0, description="test units whose trajectories and attributions the report shows")
-    training: RULTrainingConfig = RULTrainingConfig()
 
 
 def _input_name(index: int, item: Any) -> str:
@@ -129,23 +81,6 @@ def _inputs_note(settings: list[str], sensors: list[str], dropped: list[str]) ->
             f"[{', '.join(sensors)}]" + (", and the time column (age)" if age else "")
             + (f"; dropped as constant: [{', '.join(dropped)}]" if dropped else "")
             + ". Leave columns out with --id-columns or choose them with --sensor-columns")
-
-
-class PredictionOptions(StrictModel):
-    """How evaluate and predict treat incomplete histories (prediction time only: no retraining needed)."""
-
-    short_units: Literal["pad", "skip", "error"] = Field(
-        "pad", description="units shorter than the window: pad (repeat the first reading; the interval widens and "
-        "the result says so), skip, or error")
-    late_start: Literal["estimate", "error"] = Field(
-        "estimate", description="units whose history starts mid-life (later than any training unit's): estimate "
-        "their healthy reference from the fleet (wider interval, noted), or error")
-
-
-class EvaluateOptions(PredictionOptions):
-    """Options of ``shopfloor evaluate`` for RUL models."""
-
-    trajectories: bool = Field(True, description="with --report, plot per-unit RUL trajectories over all windows")
 
 
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int,
@@ -538,7 +473,7 @@ class RemainingUsefulLife(Task):
             units = pd.DataFrame({"unit": last.unit, "true_rul": last.rul, "true_rul_capped": capped,
                                   "predicted": out["rul"], "lower": out["lower"], "upper": out["upper"],
                                   "spread": out["spread"]})
-            result["report"] = str(self._write_report(histories, units, result, report_dir, opts))
+            result["report"] = str(write_evaluation_report(self, histories, units, result, report_dir, opts))
         return to_jsonable(result)
 
     def predict(self, inputs: Sequence[Any], out_dir: str | Path | None = None,
@@ -591,45 +526,6 @@ class RemainingUsefulLife(Task):
                           for r in results]).to_csv(
                 out / "rul_predictions.csv", index=False)
         return results
-
-    def _write_report(self, histories: SensorHistories, units: pd.DataFrame, result: dict[str, Any],
-                      report_dir: str | Path, opts: EvaluateOptions) -> Path:
-        """Compute what the report shows (trajectories, attributions) and write it."""
-        from .report import MAX_ATTRIBUTION_UNITS, RULReportData, shown_units, write_rul_report
-
-        cfg, state = self.config, self.state
-        shown = shown_units(units, cfg.explain_units)
-        late = self.late_units(histories, opts.late_start)
-        last = self.prediction_windows(histories, 1, opts.short_units, late)
-        keep = np.arange(len(last))
-        if len(keep) > MAX_ATTRIBUTION_UNITS:
-            keep = np.random.default_rng(0).choice(keep, MAX_ATTRIBUTION_UNITS, replace=False)
-        attributions = self.window_attributions(last.x[keep])
-        dropped = state.get("dropped_sensors")
-        summary = (f"Model: {cfg.ensemble} x {cfg.model}, window {cfg.window}, RUL cap {cfg.rul_cap:g}, "
-                   f"{state['n_conditions']} operating condition(s), sensors {', '.join(state['sensors'])}"
-                   + (f"; dropped as constant: {', '.join(dropped)}" if dropped else "") + ".")
-        data = RULReportData(source=histories.source, summary=summary, units=units, result=result, cap=cfg.rul_cap,
-                             interval_level=cfg.interval_level, shown=shown, features=self.features,
-                             attribution_units=last.unit[keep], attributions=attributions,
-                             curves=self._trajectories(histories, shown, opts.short_units, late)
-                             if opts.trajectories else [])
-        return write_rul_report(data, report_dir)
-
-    def _trajectories(self, histories: SensorHistories, shown: list[Any], short_units: str = "pad",
-                      late: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Predicted RUL, interval and truth at every cycle of each shown unit."""
-        if not shown:
-            return []
-        windows = self.prediction_windows(histories.select_units(shown), None, short_units, late)
-        out = combine_recent(windows.unit, windows.end_time, self.run_windows(windows.x), self.config.recent_windows)
-        curves = []
-        for unit in shown:
-            mask = windows.unit == unit
-            curves.append({"unit": unit, "time": windows.end_time[mask], "predicted": out["rul"][mask],
-                           "lower": out["lower"][mask], "upper": out["upper"][mask],
-                           "true": windows.rul[mask] if histories.has_rul else None})
-        return curves
 
     # ----------------------------------------------------------------- explanations
     def attribution_baselines(self, windows: np.ndarray) -> np.ndarray:
