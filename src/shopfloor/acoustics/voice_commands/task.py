@@ -32,7 +32,7 @@ from shopfloor.core.heads import SoftmaxOutput
 from shopfloor.core.metrics import classification_metrics
 from shopfloor.core.split import stratified_split
 from shopfloor.core.task import OnnxSignature, Task, batched, read_inputs, to_jsonable
-from shopfloor.core.training import SupervisedModule, fit_supervised, seed_everything
+from shopfloor.core.training import SupervisedModule, balanced_class_weights, fit_supervised, seed_everything
 
 from ..audio import AUDIO_SUFFIXES, as_clip, expand_inputs
 from ..frontend import LogMel
@@ -213,10 +213,7 @@ class VoiceCommands(Task):
             model.band_mean.copy_(logmel.mean(dim=(0, 2)).unsqueeze(1))
             model.band_std.copy_(logmel.std(dim=(0, 2)).unsqueeze(1) + 1e-5)
         background = train.audio[y_train == self.classes.index(SILENCE)] if SILENCE in self.classes else None
-        weights = None
-        if cfg.class_weighting == "balanced":
-            counts = np.bincount(y_train, minlength=len(self.classes)).astype(np.float32)
-            weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+        weights = balanced_class_weights(y_train, len(self.classes)) if cfg.class_weighting == "balanced" else None
         module = SupervisedModule(model, nn.CrossEntropyLoss(weight=weights), train_cfg,
                                   train_transform=self.augmentation(background))
         generator = torch.Generator().manual_seed(train_cfg.seed)

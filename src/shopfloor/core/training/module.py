@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
@@ -71,3 +72,10 @@ class SupervisedModule(L.LightningModule):
             optimizer, max_lr=self.config.learning_rate, total_steps=int(steps), pct_start=0.15
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def balanced_class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Cross-entropy weights ``n / (n_classes * count)`` per class (scikit-learn's "balanced"); a class without
+    examples counts as one."""
+    counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float32)
+    return torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)

@@ -26,7 +26,7 @@ from shopfloor.core.heads import SoftmaxOutput
 from shopfloor.core.metrics import classification_metrics
 from shopfloor.core.ranges import InputRanges
 from shopfloor.core.task import OnnxSignature, Task, batched, read_inputs, to_jsonable
-from shopfloor.core.training import SupervisedModule, fit_supervised, seed_everything
+from shopfloor.core.training import SupervisedModule, balanced_class_weights, fit_supervised, seed_everything
 
 from ..checks import extreme_values, list_items
 from ..vibration import (
@@ -218,10 +218,7 @@ class FaultDiagnosis(Task):
         model = self.build_model()
         model.mean.copy_(torch.from_numpy(x_train.mean(axis=(0, 2), keepdims=True)))
         model.std.copy_(torch.from_numpy(x_train.std(axis=(0, 2), keepdims=True) + 1e-8))
-        counts = np.bincount(y_train, minlength=len(classes)).astype(np.float32)
-        weights = None
-        if cfg.class_weighting == "balanced":
-            weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+        weights = balanced_class_weights(y_train, len(classes)) if cfg.class_weighting == "balanced" else None
         module = SupervisedModule(model, nn.CrossEntropyLoss(weight=weights), train_cfg, train_transform=augment)
         generator = torch.Generator().manual_seed(train_cfg.seed)
         train_loader = DataLoader(TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train)),
