@@ -8,7 +8,8 @@ import wave
 import numpy as np
 import pytest
 
-from shopfloor.acoustics.speech_synth import (SILENCE, UNKNOWN, Voice, check_commands, espeak_path, speak,
+from shopfloor.acoustics.speech_synth import (SILENCE, UNKNOWN, Voice, check_commands, espeak_path, random_voice,
+                                              render, speak, speak_flite,
                                               synthesize_commands, trim_silence, write_clips)
 from shopfloor.core.errors import ConfigError, DataError
 
@@ -88,3 +89,25 @@ def test_bad_settings_are_refused():
                             ({"sample_rate": 4000}, "sample_rate"), ({"snr_db": (30.0, 5.0)}, "snr_db")):
         with pytest.raises(ConfigError, match=message):
             synthesize_commands(["stop"], **kwargs)
+
+
+needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (apt-get install flite)")
+
+
+@needs_flite
+def test_flite_voices_speak_and_the_warp_scales_the_utterance():
+    voice = Voice("slt", "", 170, 50, 0, engine="flite")
+    audio, rate = speak_flite("stop", voice)
+    assert rate == 16000 and audio.size > 2000 and np.array_equal(audio, speak_flite("stop", voice)[0])
+    programs = {"flite": shutil.which("flite")}
+    plain = render("stop", voice, 16000, programs)
+    shorter = render("stop", Voice("slt", "", 170, 50, 0, engine="flite", warp=1.1), 16000, programs)
+    assert abs(len(shorter) / len(plain) - 1 / 1.1) < 0.01  # as if recorded at 17.6 kHz: shorter, higher
+
+
+def test_voices_draw_flite_only_when_asked():
+    rng = np.random.default_rng(0)
+    assert {random_voice(rng).engine for _ in range(50)} == {"espeak-ng"}
+    engines = [random_voice(rng, flite=True).engine for _ in range(300)]
+    assert 0.2 < engines.count("flite") / 300 < 0.5
+    assert all(0.88 <= random_voice(rng).warp <= 1.12 for _ in range(50))

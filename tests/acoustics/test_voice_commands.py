@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,14 @@ import torch
 from typer.testing import CliRunner
 
 from shopfloor.acoustics.speech_synth import SILENCE, UNKNOWN, synthesize_commands
-from shopfloor.acoustics.voice_commands.augment import WaveformAugment
+from shopfloor.acoustics.frontend import LogMel
+from shopfloor.acoustics.voice_commands.augment import (AugmentSettings, SpectralAugment, power_spectra,
+                                                        warped_filterbanks)
 from shopfloor.acoustics.voice_commands.data import (class_folders, fit_length, read_command_folders, speaker_of,
                                                      speaker_split)
+from shopfloor.acoustics.voice_commands.models import SubSpectralNorm, build_network
+from shopfloor.acoustics.voice_commands.operating_point import (background_streams, choose_threshold,
+                                                                command_stream, noise_streams, streaming_recall)
 from shopfloor.acoustics.voice_commands.streaming import DetectorSettings, detect, smooth, window_starts
 from shopfloor.acoustics.voice_commands.task import VoiceCommands
 from shopfloor.core.errors import ConfigError, DataError, NotFittedError
@@ -99,18 +105,76 @@ def test_windows_smoothing_and_detection():
     assert len(detect(posteriors, starts, CLASSES, rate, window, no_refractory)) == 7 + 3
 
 
+def test_operating_point_threshold_streams_and_recall():
+    counts = {"0.5": 9, "0.8": 2, "0.9": 1, "0.99": 0}
+    assert choose_threshold(counts, 3600.0, 5.0) == 0.8 and choose_threshold(counts, 3600.0, 1.0) == 0.9
+    assert choose_threshold({"0.5": 9, "0.9": 8}, 3600.0, 5.0) == 0.9  # none within budget: the strictest
+    audio = np.random.default_rng(0).uniform(-0.1, 0.1, (4, 100)).astype(np.float32)
+    labels = ["stop", UNKNOWN, SILENCE, UNKNOWN]
+    streams = background_streams(audio, labels, 1000, repeats=2, seed=0)
+    assert [len(s) for s in streams] == [300, 300, 300]
+    assert sorted(np.round(streams[0][::100], 6)) == sorted(np.round(audio[1:, 0], 6))  # the clips, as recorded
+    assert [len(s) for s in noise_streams(25.0, 100, piece_seconds=5.0, stream_seconds=10.0)] == [1000, 1000, 500]
+    stream, spans = command_stream(audio[:2], 1000, gap_seconds=0.05)
+    assert len(stream) == 300 and spans.tolist() == [[50, 150], [200, 300]]
+    # windows of 100 samples every 10: 'stop' fires while clip 0 plays, 'go' while clip 1 plays
+    starts = np.arange(0, 201, 10)
+    posteriors = np.tile([0.0, 0.0, 0.0, 1.0], (len(starts), 1))
+    posteriors[4:7] = [0.0, 1.0, 0.0, 0.0]  # windows ending 140-160: mostly clip 0 -> stop
+    posteriors[16:19] = [1.0, 0.0, 0.0, 0.0]  # ending 260-280: clip 1 -> go (its label is _unknown_: wrong)
+    found = streaming_recall(starts, posteriors, spans, ["stop", "go"], ["go", "stop", UNKNOWN, SILENCE], 1000,
+                             100, DetectorSettings(0.01, 1, 0.8, 0.05))
+    assert found["recall"] == 1.0 and found["wrong_command"] == 0.0 and found["detections"] == 2
+    found = streaming_recall(starts, posteriors, spans, ["stop", "stop"], ["go", "stop", UNKNOWN, SILENCE], 1000,
+                             100, DetectorSettings(0.01, 1, 0.8, 0.05))
+    assert found["recall"] == 0.5 and found["wrong_command"] == 0.5
+
+
+def test_bc_resnet_shapes_and_sub_spectral_norm():
+    for n_mels in (40, 24):
+        net = build_network("bc-resnet", n_mels, 5, width=1).eval()
+        assert net(torch.randn(2, n_mels, 51)).shape == (2, 5)
+    norm = SubSpectralNorm(3, 20, groups=5)
+    assert norm.norm.num_features == 15 and SubSpectralNorm(3, 12, groups=5).groups == 1
+
+
 # ----------------------------------------------------------------------------- augmentation
-def test_waveform_augmentation_is_seeded_and_bounded():
-    x = torch.zeros(4, 1600)
-    x[:, 700:900] = 0.5
-    a = WaveformAugment(16000, 0.01, 6.0, 1.0, (10.0, 10.0), seed=3)(x.clone())
-    b = WaveformAugment(16000, 0.01, 6.0, 1.0, (10.0, 10.0), seed=3)(x.clone())
-    assert torch.equal(a, b) and a.shape == x.shape and a.abs().max() <= 1.0
-    signal = x.pow(2).mean(1)
-    noise_share = (a - a.mean(1, keepdim=True)).pow(2).mean(1)
-    assert (noise_share > 0).all() and not torch.equal(a, x)
-    shifted = WaveformAugment(16000, 0.01, 0.0, 0.0, (0.0, 0.0), seed=0)(x.clone())
-    assert torch.allclose(shifted.pow(2).sum(1), signal * 1600)  # a shift keeps the burst whole
+OFF = AugmentSettings(0.02, 0, 0, 0, 0, 0, 0, noise_probability=0, vtlp=0, freq_masks=0, time_masks=0)
+
+
+def test_spectral_augmentation_off_is_the_front_end_and_on_is_seeded():
+    frontend = LogMel(16000, 512, 320, 24)
+    audio = np.random.default_rng(0).uniform(-0.3, 0.3, (4, 16000)).astype(np.float32)
+    spectra = power_spectra(frontend, audio)
+    exact = SpectralAugment(spectra, None, frontend.filterbank, OFF)(torch.arange(4))
+    assert torch.allclose(exact, frontend(torch.from_numpy(audio)), atol=0.05)  # float16 storage: < 0.05 dB
+    full = AugmentSettings(reverb_probability=1.0, band_limit_probability=1.0, noise_probability=1.0)
+    a = SpectralAugment(spectra, spectra, frontend.filterbank, full, seed=3)(torch.tensor([0, 1, 2, 3, 0]))
+    b = SpectralAugment(spectra, spectra, frontend.filterbank, full, seed=3)(torch.tensor([0, 1, 2, 3, 0]))
+    assert torch.equal(a, b) and a.shape == (5, 24, 51) and torch.isfinite(a).all()
+    assert not torch.allclose(a[:4], exact, atol=0.5)
+
+
+def test_time_shift_moves_a_burst_and_reverb_only_adds_a_tail():
+    frontend = LogMel(16000, 512, 320, 24)
+    audio = np.zeros((1, 16000), np.float32)
+    audio[0, 8000:8640] = np.sin(np.arange(640) / 3.0)
+    spectra = power_spectra(frontend, audio)
+    shifted = SpectralAugment(spectra, None, frontend.filterbank, replace(OFF, shift_seconds=0.1), seed=0)
+    frames = [int(shifted(torch.tensor([0])).mean(1)[0].argmax()) for _ in range(8)]
+    assert len(set(frames)) > 1 and all(abs(f - 26) <= 6 for f in frames)
+    reverb = SpectralAugment(spectra, None, frontend.filterbank, replace(OFF, reverb_probability=1.0), seed=0)
+    dry, wet = 10 ** (SpectralAugment(spectra, None, frontend.filterbank, OFF)(torch.tensor([0])) / 10), \
+        10 ** (reverb(torch.tensor([0])) / 10)
+    assert (wet >= dry * 0.999).all() and wet[..., 35:].sum() > 10 * dry[..., 35:].sum()
+    assert torch.allclose(wet[..., :20], dry[..., :20], rtol=1e-3)  # nothing before the burst
+
+
+def test_vtlp_warps_move_energy_along_frequency():
+    fb = torch.from_numpy(np.eye(8, dtype=np.float32))
+    up, down = warped_filterbanks(fb, np.array([1.25, 0.8]))
+    assert up[4].argmax() == 5 and down[4].argmax() == 3  # filter 4 now listens at 5 (or 3.2)
+    assert torch.equal(warped_filterbanks(fb, np.array([1.0]))[0], fb)
 
 
 # ----------------------------------------------------------------------------- the task
@@ -140,7 +204,8 @@ def recorded(tmp_path_factory):
 
 @needs_espeak
 def test_fit_evaluate_predict_save_load(recorded, tmp_path):
-    task = VoiceCommands(synthesize=["stop", "go"], synth_per_word=16, n_mels=24,
+    task = VoiceCommands(synthesize=["stop", "go"], synth_per_word=16, n_mels=24, width=1,
+                         operating_point_repeats=1, operating_point_noise_minutes=0.5,
                          training={"epochs": 2, "batch_size": 32, "progress": False})
     task.fit(recorded, out_dir=tmp_path / "model")
     assert task.classes == ["go", "stop", UNKNOWN, SILENCE]
@@ -160,7 +225,7 @@ def test_fit_evaluate_predict_save_load(recorded, tmp_path):
             target = test_dir / path.parent.name / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, target)
-    metrics = task.evaluate(test_dir, report_dir=tmp_path / "report")
+    metrics = task.evaluate(test_dir, report_dir=tmp_path / "report", background_repeats=1, noise_minutes=0.5)
     assert metrics["n_test"] > 0 and 0 <= metrics["accuracy"] <= 1
     assert metrics["background_seconds"] > 0 and metrics["false_accepts_per_hour"] >= 0
     assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "confusion.png").is_file()
@@ -181,7 +246,8 @@ def test_cli_trains_from_text_alone(tmp_path):
 
     runner = CliRunner()
     result = runner.invoke(app, ["train", "voice-commands", "--synthesize", "start,stop", "--synth-per-word", "6",
-                                 "--n-mels", "16", "--epochs", "1", "--out", str(tmp_path / "m"), "--quiet"])
+                                 "--n-mels", "16", "--epochs", "1", "--width", "1",
+                                 "--operating-point-noise-minutes", "0.2", "--out", str(tmp_path / "m"), "--quiet"])
     assert result.exit_code == 0, result.output
     clip = write_wav(tmp_path / "c.wav", 0.2 * np.sin(np.arange(16000) / 3.0))
     result = runner.invoke(app, ["predict", str(tmp_path / "m"), str(clip), "--quiet"])

@@ -1,14 +1,20 @@
-"""Training speech from text: command words spoken by espeak-ng in many voices, speeds and pitches.
+"""Training speech from text: command words spoken by espeak-ng (and Flite, where installed) in many voices,
+speeds and pitches.
 
 A plant can start voice commands from a list of words and add its own operators' recordings later.
 :func:`synthesize_commands` returns labelled one-clip-per-utterance audio in the Speech Commands classes: each
 command word, ``_unknown_`` (other words, spoken the same ways) and ``_silence_`` (generated backgrounds: white,
 pink and brown noise, mains hum, machine tones). Every utterance draws an accent, a voice variant, a speed, a
-pitch, a word gap (for several-word commands), a loudness, a position in the clip and a background at a random
-SNR from one seeded generator, so the same arguments give the same clips. :func:`write_clips` stores them as a
+pitch, a word gap (for several-word commands), a vocal-tract warp (the utterance resampled by 0.88-1.12: formants
+and pitch move together, as between a child, a woman and a man), a loudness, a position in the clip and a
+background at a random SNR from one seeded generator, so the same arguments give the same clips. Where the
+``flite`` program is installed (Debian package ``flite``: four more English voices, two of them statistical
+parametric voices that sound less robotic than espeak-ng's formant synthesis), a third of the utterances use it;
+the clips then differ from those of a machine without it. :func:`write_clips` stores them as a
 Speech Commands folder (``<class>/<name>.wav``, 16-bit PCM).
 
-espeak-ng (Debian package ``espeak-ng``) runs as a subprocess: text goes in on stdin, never through a shell.
+espeak-ng (Debian package ``espeak-ng``) and Flite run as subprocesses with an argument list, never through a
+shell.
 
 >>> clips = synthesize_commands(["stop", "start"], per_word=2, seed=0)  # doctest: +SKIP
 >>> sorted({c.label for c in clips}), clips[0].audio.shape                # doctest: +SKIP
@@ -23,7 +29,7 @@ import subprocess
 import tempfile
 import wave
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -34,6 +40,10 @@ from shopfloor.core.errors import ConfigError, DataError
 
 ESPEAK = "espeak-ng"
 ESPEAK_RATE = 22050  # Hz, what espeak-ng writes
+FLITE = "flite"
+FLITE_VOICES = ("kal16", "awb", "rms", "slt")  # the 16 kHz voices built into Debian's flite
+FLITE_SHARE = 1 / 3  # of the utterances, where flite is installed
+WARP = (0.88, 1.12)
 UNKNOWN = "_unknown_"
 SILENCE = "_silence_"
 # native espeak-ng English voices (the mbrola ones need the mbrola program) and voice variants
@@ -64,13 +74,20 @@ class Voice:
     speed_wpm: int  # words per minute
     pitch: int  # 0-99
     word_gap_ms: int  # pause between the words of a several-word command
+    engine: str = ESPEAK  # or FLITE (then ``accent`` is the flite voice)
+    warp: float = 1.0  # resampled as if recorded at rate * warp: formants and pitch times warp, duration / warp
 
     @property
     def name(self) -> str:
-        return f"{self.accent}+{self.variant}"
+        return f"{self.accent}+{self.variant}" if self.engine == ESPEAK else f"flite {self.accent}"
 
     def describe(self) -> str:
-        return f"{self.name}, {self.speed_wpm} wpm, pitch {self.pitch}, gap {self.word_gap_ms} ms"
+        return (f"{self.name}, {self.speed_wpm} wpm, pitch {self.pitch}, gap {self.word_gap_ms} ms, "
+                f"warp {self.warp:.2f}")
+
+    def faster(self, factor: float) -> "Voice":
+        """The same voice ``factor`` times faster, without word gaps."""
+        return replace(self, speed_wpm=min(450, int(self.speed_wpm * factor) + 1), word_gap_ms=0)
 
 
 @dataclass
@@ -93,6 +110,11 @@ def espeak_path() -> str:
                           "run `apt-get install espeak-ng` (macOS: `brew install espeak-ng`), or train on "
                           "recordings instead")
     return path
+
+
+def flite_path() -> str | None:
+    """The flite program, or None where it is not installed (it is optional)."""
+    return shutil.which(FLITE)
 
 
 def check_commands(words: Sequence[str] | str) -> list[str]:
@@ -148,6 +170,37 @@ def speak(text: str, voice: Voice, program: str | None = None) -> np.ndarray:
     return trim_silence(audio)
 
 
+def speak_flite(text: str, voice: Voice, program: str | None = None) -> tuple[np.ndarray, int]:
+    """``text`` spoken by Flite (``voice.accent`` names the flite voice; speed from ``speed_wpm``, mean pitch from
+    ``pitch`` where the voice follows it) as float32 mono and its rate, silence before and after trimmed."""
+    program = program or flite_path()
+    if program is None:
+        raise ConfigError("the flite program is not installed: `apt-get install flite`, or synthesize with "
+                          "espeak-ng only")
+    with tempfile.TemporaryDirectory(prefix="shopfloor-flite-") as tmp:
+        path = Path(tmp) / "speech.wav"
+        args = [program, "-voice", voice.accent, "--setf", f"duration_stretch={170 / voice.speed_wpm:.3f}",
+                "--setf", f"int_f0_target_mean={90 + 1.6 * voice.pitch:.0f}", "-t", text, "-o", str(path)]
+        done = subprocess.run(args, capture_output=True, timeout=60)
+        if done.returncode != 0 or not path.is_file():
+            detail = done.stderr.decode(errors="replace").strip()[:200]
+            raise DataError(f"flite could not speak {text!r} with voice {voice.accent} (exit {done.returncode}"
+                            f"{': ' + detail if detail else ''})")
+        with wave.open(str(path), "rb") as wav:
+            rate = wav.getframerate()
+            audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    return trim_silence(audio), rate
+
+
+def render(text: str, voice: Voice, sample_rate: int, programs: dict[str, str | None]) -> np.ndarray:
+    """``text`` in ``voice`` at ``sample_rate``, vocal-tract warp applied (``programs``: engine -> its path)."""
+    if voice.engine == FLITE:
+        audio, rate = speak_flite(text, voice, programs.get(FLITE))
+    else:
+        audio, rate = speak(text, voice, programs.get(ESPEAK)), ESPEAK_RATE
+    return resample(audio, int(round(rate * voice.warp / 50)) * 50, sample_rate)
+
+
 def trim_silence(audio: np.ndarray, threshold_db: float = TRIM_DB) -> np.ndarray:
     """``audio`` without its leading and trailing samples below ``threshold_db`` relative to the peak."""
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
@@ -190,10 +243,14 @@ def background(n: int, sample_rate: int, rng: np.random.Generator) -> tuple[np.n
     return (x / (np.sqrt(np.mean(x ** 2)) + 1e-12)).astype(np.float32), kind
 
 
-def random_voice(rng: np.random.Generator) -> Voice:
-    """One draw of accent, variant, speed (110-230 wpm), pitch (15-85) and word gap (0-120 ms)."""
-    return Voice(str(rng.choice(ACCENTS)), str(rng.choice(VARIANTS)), int(rng.integers(110, 231)),
-                 int(rng.integers(15, 86)), int(rng.integers(0, 121)))
+def random_voice(rng: np.random.Generator, flite: bool = False) -> Voice:
+    """One draw of engine (flite for :data:`FLITE_SHARE` of the voices when ``flite``), accent or flite voice,
+    variant, speed (110-230 wpm), pitch (15-85), word gap (0-120 ms) and vocal-tract warp."""
+    engine = FLITE if flite and rng.random() < FLITE_SHARE else ESPEAK
+    accent = str(rng.choice(FLITE_VOICES if engine == FLITE else ACCENTS))
+    variant = str(rng.choice(VARIANTS)) if engine == ESPEAK else ""
+    return Voice(accent, variant, int(rng.integers(110, 231)), int(rng.integers(15, 86)), int(rng.integers(0, 121)),
+                 engine, float(np.round(rng.uniform(*WARP), 3)))
 
 
 def synthesize_commands(commands: Sequence[str] | str, per_word: int = 200, sample_rate: int = 16000,
@@ -215,22 +272,22 @@ def synthesize_commands(commands: Sequence[str] | str, per_word: int = 200, samp
     low_snr, high_snr = snr_db
     if low_snr > high_snr:
         raise ConfigError(f"snr_db must be (low, high) with low <= high, got {snr_db}")
-    program = espeak_path()
+    programs = {ESPEAK: espeak_path(), FLITE: flite_path()}
     rng = np.random.default_rng(seed)
+    with_flite = programs[FLITE] is not None
     n_unknown = per_word if unknown is None else unknown
     n_silence = per_word if silence is None else silence
     others = [w for w in UNKNOWN_WORDS if w not in words and not any(w in c.split() for c in words)]
-    plan = [(w, w, random_voice(rng)) for w in words for _ in range(per_word)]
-    plan += [(UNKNOWN, str(rng.choice(others)), random_voice(rng)) for _ in range(n_unknown)]
+    plan = [(w, w, random_voice(rng, with_flite)) for w in words for _ in range(per_word)]
+    plan += [(UNKNOWN, str(rng.choice(others)), random_voice(rng, with_flite)) for _ in range(n_unknown)]
     n = int(round(clip_seconds * sample_rate))
 
     def utter(item: tuple[str, str, Voice]) -> np.ndarray:
         label, text, voice = item
-        audio = resample(speak(text, voice, program), ESPEAK_RATE, sample_rate)
+        audio = render(text, voice, sample_rate, programs)
         if len(audio) > n:  # too long at this speed: say it faster, once
-            faster = Voice(voice.accent, voice.variant, min(450, int(voice.speed_wpm * len(audio) / n * 1.15) + 1),
-                           voice.pitch, 0)
-            audio = resample(speak(text, faster, program), ESPEAK_RATE, sample_rate)
+            faster = voice.faster(len(audio) / n * 1.15)
+            audio = render(text, faster, sample_rate, programs)
             if len(audio) > n:
                 raise DataError(f"the command {text!r} takes {len(audio) / sample_rate:.2f} s even at "
                                 f"{faster.speed_wpm} words per minute, longer than a {clip_seconds:g} s clip: use a "

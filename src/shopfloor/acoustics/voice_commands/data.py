@@ -126,9 +126,21 @@ def read_command_folders(root: str | Path, rate: int, clip_samples: int, workers
     return CommandClips(np.stack(audio).astype(np.float32), labels, speakers, sources), problems
 
 
+_SYNTHESIZED: dict[tuple, "CommandClips"] = {}  # the last synthesis, reused by a second fit in the same process
+
+
 def synthesized_clips(commands: Sequence[str], per_word: int, rate: int, clip_seconds: float,
                       seed: int) -> CommandClips:
-    """Speech for ``commands`` from espeak-ng (see :mod:`shopfloor.acoustics.speech_synth`) as training clips."""
+    """Speech for ``commands`` from espeak-ng (see :mod:`shopfloor.acoustics.speech_synth`) as training clips (the
+    same arguments again in one process reuse the last result: synthesis is deterministic)."""
+    key = (tuple(commands), per_word, rate, clip_seconds, seed)
+    if key not in _SYNTHESIZED:
+        _SYNTHESIZED.clear()
+        _SYNTHESIZED[key] = _synthesize(commands, per_word, rate, clip_seconds, seed)
+    return _SYNTHESIZED[key]
+
+
+def _synthesize(commands: Sequence[str], per_word: int, rate: int, clip_seconds: float, seed: int) -> CommandClips:
     clips = synthesize_commands(commands, per_word=per_word, sample_rate=rate, clip_seconds=clip_seconds, seed=seed)
     n = int(round(clip_seconds * rate))
     return CommandClips(np.stack([fit_length(c.audio, n) for c in clips]).astype(np.float32),

@@ -25,10 +25,17 @@ def write_report(task: Any, out: Path, clips: "CommandClips", y: np.ndarray, pro
     report = Report(out, "Voice commands: evaluation")
     report.text(f"{metrics['n_test']} clips of {len(set(clips.speakers))} speakers, none heard in training; "
                 f"{task.config.model} network, {task.config.clip_seconds:g} s windows at "
-                f"{task.config.sampling_rate} Hz. False accepts: the _unknown_ and _silence_ clips end to end "
-                f"({metrics.get('background_seconds', 0):g} s) through the streaming detector.")
+                f"{task.config.sampling_rate} Hz. False accepts: {metrics.get('background_seconds', 0):g} s of "
+                "non-command audio (the _unknown_ and _silence_ clips end to end, re-mixed passes of them, "
+                "generated noise) through the streaming detector; streaming recall: the command clips back to "
+                "back through the same detector.")
     report.metrics({k: v for k, v in metrics.items() if k not in ("report", "per_class", "confusion_matrix",
-                                                                    "false_accepts_at_threshold")})
+                                                                    "false_accepts_at_threshold",
+                                                                    "false_accepts_by_source")})
+    sources = metrics.get("false_accepts_by_source") or {}
+    if sources:
+        report.table([{"non-command audio": name, **row} for name, row in sources.items()],
+                     f"False accepts at the operating point (threshold {metrics['detection_threshold']:g})")
     report.table([{"class": c, **v} for c, v in metrics["per_class"].items()], "Per class")
     report.figure(confusion_matrix_figure(np.asarray(metrics["confusion_matrix"]), task.classes), "confusion",
                   "rows: true class, columns: predicted")

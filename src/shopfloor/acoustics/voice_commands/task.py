@@ -4,14 +4,17 @@ Data: a folder in the Speech Commands layout (one sub-folder per command word, p
 and ``_silence_`` for background; WAV/FLAC at any rate, see :mod:`.data`), and/or ``synthesize``: command words
 spoken by espeak-ng (:mod:`shopfloor.acoustics.speech_synth`), so a plant can start from text and add its operators'
 recordings later. Training and validation are split by speaker (never one speaker on both sides); synthesized
-clips only train. Augmentation: time shift, gain, background noise at a random SNR (waveforms), SpecAugment
-masks (log-mel). Models: ``ds-cnn`` (default) or ``gru``; the exported graph takes raw samples ``(batch, samples)``
-and returns class probabilities, the log-mel front end inside it.
+clips only train. Augmentation on the clips' power spectrograms (:mod:`.augment`: time shift, tempo, gain,
+microphone colouring, reverberation, background noise at a random SNR, vocal-tract length perturbation,
+SpecAugment). Models: ``bc-resnet`` (default), ``ds-cnn`` or ``gru``; the exported graph takes raw samples
+``(batch, samples)`` and returns class probabilities, the log-mel front end inside it. The detection threshold is
+chosen on validation non-command audio for a false-accept budget (:mod:`.operating_point`).
 
 ``predict`` on a clip gives its class; on a recording longer than 1.5 clips it gives the commands detected in it
 with timestamps (sliding windows, posterior smoothing, refractory period; see :mod:`.streaming`). ``evaluate``
-reports accuracy, per-class P/R/F1, the confusion matrix and the false accepts per hour of the ``_unknown_`` and
-``_silence_`` clips streamed through the detector.
+reports accuracy, per-class P/R/F1, the confusion matrix, the recall of the command clips streamed through the
+detector, and the false accepts per hour of non-command audio (the ``_unknown_`` and ``_silence_`` clips, re-mixed
+passes of them and generated noise).
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ from shopfloor.core.task import OnnxSignature, Task, batched, read_inputs, to_js
 from shopfloor.core.training import SupervisedModule, balanced_class_weights, fit_supervised, seed_everything
 
 from ..audio import AUDIO_SUFFIXES, as_clip, expand_inputs
-from ..frontend import LogMel
-from ..speech_synth import SILENCE, check_commands
-from .augment import WaveformAugment
+from ..frontend import LOG_EPS, LogMel
+from ..speech_synth import SILENCE, background, check_commands
+from .augment import AugmentSettings, SpectralAugment, power_spectra
 from .data import SYNTH_SPEAKER, CommandClips, fit_length, read_command_folders, speaker_split, synthesized_clips
-from .models import NETWORKS, KeywordModel, SpecAugment, build_network
-from .streaming import BACKGROUND, DetectorSettings, detect, false_accepts_per_hour, stream_detections, windows
+from .models import NETWORKS, KeywordModel, LogMelClassifier, build_network
+from .operating_point import (THRESHOLDS, background_streams, choose_threshold, command_stream, false_accepts,
+                              noise_streams, scored, streaming_recall)
+from .streaming import BACKGROUND, DetectorSettings, false_accepts_per_hour, stream_detections, windows
 
 LONG_RECORDING = 1.5  # recordings longer than this many clips are scanned for commands
 
@@ -48,34 +53,49 @@ LONG_RECORDING = 1.5  # recordings longer than this many clips are scanned for c
 class VoiceTrainingConfig(TrainingConfig):
     """Training defaults of voice commands."""
 
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(40, ge=1)
     batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(3e-3, gt=0)
-    patience: int = Field(6, ge=1)
+    learning_rate: float = Field(5e-3, gt=0)
+    patience: int = Field(10, ge=1)
 
 
 class VoiceCommandsConfig(StrictModel):
     """Settings of the voice-commands task."""
 
-    model: Literal[NETWORKS] = "ds-cnn"  # type: ignore[valid-type]
+    model: Literal[NETWORKS] = "bc-resnet"  # type: ignore[valid-type]
+    width: int = Field(2, ge=1, le=8, description="BC-ResNet width k (BC-ResNet-k)")
     sampling_rate: int = Field(16000, ge=8000, le=48000, description="Hz; recordings are resampled to it")
     clip_seconds: float = Field(1.0, ge=0.25, le=5.0, description="length of one command window")
     n_mels: int = Field(40, ge=8, le=128)
     n_fft: int = Field(512, ge=64, description="STFT window (samples)")
-    hop_length: int = Field(160, ge=16, description="STFT hop (samples)")
+    hop_length: int = Field(320, ge=16, description="STFT hop (samples)")
     synthesize: list[str] = Field(default_factory=list, description="command words to synthesize with espeak-ng "
                                   "and train on (with or without recordings)")
     synth_per_word: int = Field(300, ge=1, description="synthesized clips per word (and of _unknown_, _silence_)")
     augment: bool = True
     time_shift_seconds: float = Field(0.1, ge=0)
+    tempo_change: float = Field(0.1, ge=0, lt=0.5, description="random tempo change within +-this fraction")
+    vtlp: float = Field(0.1, ge=0, lt=0.3, description="vocal-tract length perturbation: mel filterbank warped "
+                        "by a factor within 1 +- this")
     gain_db: float = Field(6.0, ge=0)
-    speed_change: float = Field(0.05, ge=0, lt=0.5, description="random speed change within +-this fraction")
+    eq_db: float = Field(6.0, ge=0, description="random microphone colouring within +-this many dB")
+    band_limit_probability: float = Field(0.2, ge=0, le=1)
+    reverb_probability: float = Field(0.3, ge=0, le=1, description="share of clips given synthetic reverberation")
     noise_probability: float = Field(0.8, ge=0, le=1)
     snr_db_min: float = 0.0
     snr_db_max: float = 30.0
+    generated_noise_clips: int = Field(200, ge=0, description="generated background clips added to the noise "
+                                       "bank (beside the training _silence_ clips)")
     spec_augment: bool = True
     class_weighting: Literal["balanced", "none"] = "balanced"
-    detection_threshold: float = Field(0.8, gt=0, lt=1, description="smoothed posterior a command must reach")
+    detection_threshold: float | None = Field(None, gt=0, lt=1, description="smoothed posterior a command must "
+                                              "reach; default: chosen on validation for max_false_accepts_per_hour")
+    max_false_accepts_per_hour: float = Field(5.0, gt=0, description="false-accept budget the threshold is "
+                                              "chosen for on validation non-command audio")
+    operating_point_repeats: int = Field(10, ge=0, description="extra shuffled, re-mixed passes over the "
+                                         "validation _unknown_/_silence_ clips when choosing the threshold")
+    operating_point_noise_minutes: float = Field(10.0, ge=0, description="generated noise streamed when "
+                                                 "choosing the threshold")
     smoothing_windows: int = Field(3, ge=1, description="windows the posteriors are averaged over")
     hop_seconds: float = Field(0.1, gt=0, description="step between scored windows in long recordings")
     refractory_seconds: float = Field(1.0, ge=0, description="no second detection within this time")
@@ -114,17 +134,24 @@ class VoiceCommands(Task):
     def clip_samples(self) -> int:
         return int(round(self.config.clip_seconds * self.config.sampling_rate))
 
-    def detector(self) -> DetectorSettings:
+    @property
+    def threshold(self) -> float:
+        """The detection threshold: the configured one, else the one chosen on validation (0.9 for models saved
+        before that choice existed)."""
+        if self.config.detection_threshold is not None:
+            return self.config.detection_threshold
+        return float(self.state.get("operating_point", {}).get("threshold", 0.9))
+
+    def detector(self, threshold: float | None = None) -> DetectorSettings:
         cfg = self.config
-        return DetectorSettings(cfg.hop_seconds, cfg.smoothing_windows, cfg.detection_threshold,
+        return DetectorSettings(cfg.hop_seconds, cfg.smoothing_windows, threshold or self.threshold,
                                 cfg.refractory_seconds)
 
     # ----------------------------------------------------------------- model
     def build_model(self) -> nn.Module:
         cfg = self.config
         frontend = LogMel(cfg.sampling_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels)
-        return KeywordModel(frontend, build_network(cfg.model, cfg.n_mels, len(self.classes)),
-                            SpecAugment(seed=self.training.seed) if cfg.spec_augment else None)
+        return KeywordModel(frontend, build_network(cfg.model, cfg.n_mels, len(self.classes), width=cfg.width))
 
     def export_module(self) -> nn.Module:
         return SoftmaxOutput(self.require_model())
@@ -133,12 +160,18 @@ class VoiceCommands(Task):
         return OnnxSignature(example_inputs=(torch.zeros(2, self.clip_samples),), input_names=["audio"],
                              output_names=["probabilities"])
 
-    def augmentation(self, background: np.ndarray | None) -> WaveformAugment | None:
+    def augment_settings(self) -> AugmentSettings:
+        """The training augmentation (every step off when ``augment`` is false: exact log-mel)."""
         cfg = self.config
+        frame = cfg.hop_length / cfg.sampling_rate
         if not cfg.augment:
-            return None
-        return WaveformAugment(cfg.sampling_rate, cfg.time_shift_seconds, cfg.gain_db, cfg.noise_probability,
-                               (cfg.snr_db_min, cfg.snr_db_max), background, cfg.speed_change, seed=self.training.seed)
+            return AugmentSettings(frame, 0, 0, 0, 0, 0, 0, noise_probability=0, vtlp=0, freq_masks=0, time_masks=0)
+        masks = 2 if cfg.spec_augment else 0
+        return AugmentSettings(frame, cfg.time_shift_seconds, cfg.tempo_change, cfg.gain_db, cfg.eq_db,
+                               cfg.band_limit_probability, cfg.reverb_probability, noise_probability=
+                               cfg.noise_probability, snr_db=(cfg.snr_db_min, cfg.snr_db_max), vtlp=cfg.vtlp,
+                               freq_masks=masks, freq_width=max(1, cfg.n_mels // 7), time_masks=masks,
+                               time_width=max(1, int(round(0.15 * cfg.clip_seconds / frame))))
 
     # ----------------------------------------------------------------- data
     def _read(self, data: Any, skip_bad: bool = False) -> CommandClips:
@@ -207,35 +240,75 @@ class VoiceCommands(Task):
         self.data_fingerprint = fingerprint_arrays(train.audio, np.asarray(y_train))
 
         model = self.build_model()
+        spectra = power_spectra(model.frontend, train.audio)
         with torch.no_grad():
-            logmel = torch.cat([model.frontend(torch.from_numpy(train.audio[sl]))
-                                for sl in batched(len(train), 256)])
+            logmel = torch.cat([10 * torch.log10(model.frontend.filterbank @ (10 ** (spectra[sl].float() / 10))
+                                                 + LOG_EPS) for sl in batched(len(train), 256)])
             model.band_mean.copy_(logmel.mean(dim=(0, 2)).unsqueeze(1))
             model.band_std.copy_(logmel.std(dim=(0, 2)).unsqueeze(1) + 1e-5)
-        background = train.audio[y_train == self.classes.index(SILENCE)] if SILENCE in self.classes else None
+            val_logmel = torch.cat([model.frontend(torch.from_numpy(val.audio[sl]))
+                                    for sl in batched(len(val), 256)])
+        del logmel
+        augment = SpectralAugment(spectra, self._noise_bank(model, train, y_train), model.frontend.filterbank,
+                                  self.augment_settings(), seed=train_cfg.seed, fill=model.band_mean.clone())
         weights = balanced_class_weights(y_train, len(self.classes)) if cfg.class_weighting == "balanced" else None
-        module = SupervisedModule(model, nn.CrossEntropyLoss(weight=weights), train_cfg,
-                                  train_transform=self.augmentation(background))
+        module = SupervisedModule(LogMelClassifier(model), nn.CrossEntropyLoss(weight=weights), train_cfg,
+                                  train_transform=augment)
         generator = torch.Generator().manual_seed(train_cfg.seed)
-        train_loader = DataLoader(TensorDataset(torch.from_numpy(train.audio), torch.from_numpy(y_train)),
+        train_loader = DataLoader(TensorDataset(torch.arange(len(train)), torch.from_numpy(y_train)),
                                   batch_size=train_cfg.batch_size, shuffle=True, generator=generator,
                                   num_workers=train_cfg.num_workers, drop_last=len(y_train) > train_cfg.batch_size)
-        val_loader = DataLoader(TensorDataset(torch.from_numpy(val.audio), torch.from_numpy(y_val)), batch_size=256,
+        val_loader = DataLoader(TensorDataset(val_logmel, torch.from_numpy(y_val)), batch_size=256,
                                 num_workers=train_cfg.num_workers)
         log_dir = Path(out_dir) / "training" if out_dir is not None else None
         summary = fit_supervised(module, train_loader, val_loader, train_cfg, log_dir)
-        self.torch_model = module.model.eval()
+        self.torch_model = model.eval()
         if not summary["is_global_zero"]:
             return self
         self.export()
         probs = self.probabilities(val.audio)
         metrics = classification_metrics(y_val, probs.argmax(1), probs, self.classes)
+        self.state["operating_point"] = self._choose_operating_point(val)
         self.metrics = {"val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
                         "n_train_clips": len(train), "n_val_clips": len(val), "epochs_run": summary["epochs_run"],
-                        "parameters": int(sum(p.numel() for p in model.network.parameters()))}
+                        "parameters": int(sum(p.numel() for p in model.network.parameters())),
+                        "detection_threshold": self.threshold}
         if out_dir is not None:
             self.save(out_dir)
         return self
+
+    def _noise_bank(self, model: KeywordModel, train: CommandClips, y_train: np.ndarray) -> torch.Tensor | None:
+        """Power spectra of the backgrounds mixed into training clips: the training ``_silence_`` clips and
+        ``generated_noise_clips`` generated ones."""
+        cfg = self.config
+        parts = []
+        if SILENCE in self.classes:
+            parts.append(train.audio[y_train == self.classes.index(SILENCE)])
+        if cfg.generated_noise_clips:
+            rng = np.random.default_rng(self.training.seed + 1)
+            parts.append(np.stack([background(self.clip_samples, cfg.sampling_rate, rng)[0] * 0.1
+                                   for _ in range(cfg.generated_noise_clips)]))
+        parts = [p for p in parts if len(p)]
+        return power_spectra(model.frontend, np.concatenate(parts)) if parts else None
+
+    def _choose_operating_point(self, val: CommandClips) -> dict[str, Any]:
+        """The lowest threshold whose false accepts per hour on validation non-command audio (see
+        :mod:`.operating_point`) stay within ``max_false_accepts_per_hour``, and the figures behind it."""
+        cfg = self.config
+        rate = cfg.sampling_rate
+        streams = background_streams(val.audio, val.labels, rate, cfg.operating_point_repeats, self.training.seed)
+        streams += noise_streams(60 * cfg.operating_point_noise_minutes, rate, self.training.seed + 7)
+        seconds = sum(len(s) for s in streams) / rate
+        if seconds == 0:
+            return {"threshold": 0.9, "chosen_on": "nothing (no validation background): 0.9 assumed"}
+        hop = max(1, int(round(cfg.hop_seconds * rate)))
+        counts = false_accepts(scored(streams, self.clip_samples, hop, self.probabilities), self.classes, rate,
+                               self.clip_samples, self.detector(0.5))
+        threshold = choose_threshold(counts, seconds, cfg.max_false_accepts_per_hour)
+        return {"threshold": threshold, "validation_background_seconds": round(seconds, 1),
+                "false_accepts_at_threshold": counts, "max_false_accepts_per_hour": cfg.max_false_accepts_per_hour,
+                "chosen_on": f"validation _unknown_/_silence_ clips (1 + {cfg.operating_point_repeats} passes) and "
+                             f"{cfg.operating_point_noise_minutes:g} min of generated noise"}
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
         """Class probabilities of clip-long windows ``(n, clip_samples)`` through ONNX Runtime."""
@@ -256,42 +329,58 @@ class VoiceCommands(Task):
         y = np.array([self.classes.index(c) for c in clips.labels])
         probs = self.probabilities(clips.audio)
         metrics = classification_metrics(y, probs.argmax(1), probs, self.classes)
-        metrics.update(self._false_accepts(clips))
+        metrics.update(self._false_accepts(clips, int(options.get("background_repeats", 5)),
+                                           float(options.get("noise_minutes", 10.0))))
+        metrics.update(self._streaming_recall(clips))
         if report_dir is not None:
             from .report import write_report
 
             metrics["report"] = str(write_report(self, Path(report_dir), clips, y, probs, metrics))
         return to_jsonable(metrics)
 
-    def background_stream(self, clips: CommandClips, seed: int = 0) -> np.ndarray:
-        """The ``_unknown_`` and ``_silence_`` clips end to end in a seeded random order: audio without commands."""
-        index = [i for i, label in enumerate(clips.labels) if label in BACKGROUND]
-        order = np.random.default_rng(seed).permutation(index)
-        return clips.audio[order].reshape(-1) if len(order) else np.zeros(0, np.float32)
-
-    def _false_accepts(self, clips: CommandClips) -> dict[str, Any]:
-        """False accepts per hour of the background stream at the configured operating point, and how many would
-        occur at other thresholds (for the report's curve)."""
-        stream = self.background_stream(clips)
-        if stream.size == 0:
+    def _false_accepts(self, clips: CommandClips, repeats: int = 5, noise_minutes: float = 10.0,
+                       seed: int = 0) -> dict[str, Any]:
+        """False accepts of the non-command audio of ``clips`` at the operating point and at other thresholds: the
+        ``_unknown_`` + ``_silence_`` clips end to end as recorded, ``repeats`` more shuffled passes with new gains
+        and mixed-in backgrounds, and ``noise_minutes`` of generated noise (each reported apart and together)."""
+        cfg, rate = self.config, self.config.sampling_rate
+        hop = max(1, int(round(cfg.hop_seconds * rate)))
+        real = background_streams(clips.audio, clips.labels, rate, repeats, seed)
+        parts = {"recorded": real[:1], "remixed": real[1:],
+                 "generated_noise": noise_streams(60 * noise_minutes, rate, seed + 11) if noise_minutes else []}
+        settings, out, total_n, total_s = self.detector(), {}, 0, 0.0
+        all_counts: dict[str, int] = {}
+        for name, streams in parts.items():
+            seconds = sum(len(s) for s in streams) / rate
+            if not seconds:
+                continue
+            counts = false_accepts(scored(streams, self.clip_samples, hop, self.probabilities), self.classes, rate,
+                                   self.clip_samples, settings, THRESHOLDS + (settings.threshold,))
+            n = counts[f"{settings.threshold:g}"]
+            out[name] = {"seconds": round(seconds, 1), "false_accepts": n,
+                         "per_hour": false_accepts_per_hour(n, seconds)}
+            total_n, total_s = total_n + n, total_s + seconds
+            all_counts = {t: all_counts.get(t, 0) + c for t, c in counts.items()}
+        if not total_s:
             return {"false_accepts_per_hour": None, "background_seconds": 0.0}
-        settings = self.detector()
-        hop = max(1, int(round(settings.hop_seconds * self.config.sampling_rate)))
+        return {"false_accepts": total_n, "false_accepts_per_hour": false_accepts_per_hour(total_n, total_s),
+                "background_seconds": round(total_s, 1), "background_hours": round(total_s / 3600, 3),
+                "false_accepts_per_hour_resolution": false_accepts_per_hour(1, total_s),
+                "false_accepts_by_source": out, "false_accepts_at_threshold": all_counts,
+                "detection_threshold": settings.threshold}
+
+    def _streaming_recall(self, clips: CommandClips) -> dict[str, Any]:
+        """The command clips streamed through the detector at the operating point (:func:`streaming_recall`)."""
+        index = [i for i, label in enumerate(clips.labels) if label not in BACKGROUND]
+        if not index:
+            return {}
+        rate = self.config.sampling_rate
+        stream, spans = command_stream(clips.audio[index], rate)
+        hop = max(1, int(round(self.config.hop_seconds * rate)))
         starts, frames = windows(stream, self.clip_samples, hop)
-        posteriors = self.probabilities(frames)
-        seconds = len(stream) / self.config.sampling_rate
-        at = {}
-        for threshold in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99):
-            found = detect(posteriors, starts, self.classes, self.config.sampling_rate, self.clip_samples,
-                           DetectorSettings(settings.hop_seconds, settings.smoothing, threshold,
-                                            settings.refractory_seconds))
-            at[f"{threshold:g}"] = len(found)
-        n_false = len(detect(posteriors, starts, self.classes, self.config.sampling_rate, self.clip_samples,
-                             settings))
-        return {"false_accepts": n_false, "false_accepts_per_hour": false_accepts_per_hour(n_false, seconds),
-                "background_seconds": round(seconds, 1),
-                "false_accepts_per_hour_resolution": false_accepts_per_hour(1, seconds),
-                "false_accepts_at_threshold": at, "detection_threshold": settings.threshold}
+        recall = streaming_recall(starts, self.probabilities(frames), spans, [clips.labels[i] for i in index],
+                                  self.classes, rate, self.clip_samples, self.detector())
+        return {f"streaming_{k}": v for k, v in recall.items()}
 
     def predict(self, inputs: Sequence[Any], out_dir: str | Path | None = None, explain: bool = False,
                 skip_bad: bool = False) -> list[dict[str, Any]]:
@@ -321,7 +410,7 @@ class VoiceCommands(Task):
             rows[index] = {"input": clip.source, "label": self.classes[k], "confidence": float(probs[k]),
                            "probabilities": {c: float(p) for c, p in zip(self.classes, probs)},
                            "command": self.classes[k] if self.classes[k] not in BACKGROUND
-                           and probs[k] >= self.config.detection_threshold else None}
+                           and probs[k] >= self.threshold else None}
         bad = iter(skipped)
         return [to_jsonable(rows[i]) if i in rows else next(bad) for i, _ in items]
 
