@@ -21,9 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from bench_tep import matched  # noqa: E402
+from bench_tep import ASKED_RATES, limit_check, matched  # noqa: E402
 from common import write_result  # noqa: E402
 
+from shopfloor.process.monitoring.fitting import LIMIT_RULES  # noqa: E402
 from shopfloor.process.monitoring.task import DETECTOR_KEYS, ProcessMonitoring  # noqa: E402
 from shopfloor.process.synthetic import write_process_dataset  # noqa: E402
 
@@ -33,8 +34,12 @@ def main() -> None:
     parser.add_argument("--detectors", default="conv,dense,gru")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--window", type=int, default=20)
+    parser.add_argument("--calibration", default="crossfit")
+    parser.add_argument("--statistic", default="residual_features")
+    parser.add_argument("--name", default="process_synthetic")
     args = parser.parse_args()
     results: dict = {"protocol": __doc__.split("Usage")[0].strip(), "window": args.window,
+                     "calibration": args.calibration, "statistic": args.statistic,
                      "load_average_at_start": os.getloadavg()[0], "runs": []}
     for seed in map(int, args.seeds.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
@@ -42,6 +47,7 @@ def main() -> None:
             detectors = args.detectors.split(",")
             for detector in detectors:
                 task = ProcessMonitoring(window=args.window, detector=detector, classify=False,
+                                         calibration=args.calibration, statistic=args.statistic,
                                          training={"seed": seed, "progress": False})
                 start = time.perf_counter()
                 task.fit(paths["train"])
@@ -49,12 +55,14 @@ def main() -> None:
                 deployed = task.evaluate(paths["test"])
                 scored = task.score_runs(task._read(paths["test"], "test"), "all")
                 at5 = matched(task, scored, 0.05)
+                limits = limit_check(task, scored)
                 for name in DETECTOR_KEYS:
                     if name != "deep" and detector != detectors[0]:
                         continue  # PCA does not depend on the deep detector: once per seed
                     results["runs"].append({
                         "seed": seed, "detector": detector if name == "deep" else name, "train_seconds": seconds,
                         "deployed_false_alarm_rate": deployed[name]["false_alarm_rate"],
+                        "limit_check": limits[name],
                         "deployed_detection_rate": deployed[name]["mean_detection_rate"],
                         "matched_5pct_detection_rate": at5[name]["mean_detection_rate"],
                         "matched_5pct_per_fault": {f: v["detection_rate"] for f, v in at5[name]["per_fault"].items()},
@@ -67,9 +75,14 @@ def main() -> None:
     results["summary"] = {name: {key: float(np.mean([r[key] for r in runs])) for key in
                                  ("deployed_false_alarm_rate", "deployed_detection_rate",
                                   "matched_5pct_detection_rate")} for name, runs in table.items()}
+    results["limit_check_mean_over_seeds"] = {  # asked vs measured false alarms on the normal test samples
+        name: {rule: {f"asked_{rate:g}": float(np.mean([r["limit_check"][rule][f"asked_{rate:g}"]["measured_all_normal"]
+                                                        for r in runs])) for rate in ASKED_RATES}
+               for rule in LIMIT_RULES} for name, runs in table.items()}
+    print(results["limit_check_mean_over_seeds"])
     for name, figures in results["summary"].items():
         print(name, {k: round(v, 3) for k, v in figures.items()})
-    write_result("process_synthetic", results)
+    write_result(args.name, results)
 
 
 if __name__ == "__main__":

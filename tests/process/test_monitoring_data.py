@@ -9,8 +9,14 @@ import pandas as pd
 import pytest
 
 from shopfloor.core.errors import DataError
+import torch
+
 from shopfloor.process.monitoring.fitting import (
+    Segment,
+    block_length,
+    bootstrap_limit,
     control_limit,
+    crossfit_folds,
     empirical_limit,
     fit_pca,
     normal_segments,
@@ -19,6 +25,7 @@ from shopfloor.process.monitoring.fitting import (
     split_normal,
 )
 from shopfloor.process.monitoring.metrics import detection_delay, detection_metrics
+from shopfloor.process.monitoring.networks import MonitoringGraph, ResidualFeatures
 from shopfloor.process.records import LABEL, NORMAL, TIME, ProcessSpec, load_records, read_tep_file
 from shopfloor.process.synthetic import FAULTS, simulate_process
 
@@ -120,6 +127,53 @@ def test_pca_limits_hold_their_false_alarm_rate_on_fresh_normal_data():
         rate = (new > control_limit(held, 0.01)).mean()
         assert 0.002 <= rate <= 0.03, rate
         assert abs(control_limit(held, 0.05) - empirical_limit(held, 0.05)) < 0.2 * empirical_limit(held, 0.05)
+
+
+def test_crossfit_folds_hold_each_block_out_once_and_never_window_across_the_gap():
+    segments = [Segment("a", np.arange(100)), Segment("b", np.arange(100, 140)), Segment("c", np.arange(200, 215))]
+    folds = crossfit_folds(segments, 4, 5)
+    held = np.concatenate([s.rows for _, h in folds for s in h])
+    assert sorted(held.tolist()) == list(range(140))  # a and b split in 4 blocks each; c too short: always fitted
+    for fit, held_part in folds:
+        fit_rows = np.concatenate([s.rows for s in fit])
+        assert not set(fit_rows) & set(np.concatenate([s.rows for s in held_part]))
+        assert set(range(200, 215)) <= set(fit_rows)
+        assert all((np.diff(s.rows) == 1).all() for s in fit)  # each fit piece is contiguous: no window spans a gap
+    assert [len(s.rows) for s in folds[1][0] if s.run == "a"] == [25, 50]
+
+
+def test_limit_rules_known_answers():
+    rng = np.random.default_rng(0)
+    calibration, fresh = rng.chisquare(4, 4000), rng.chisquare(4, 200_000)
+    for rule in ("box", "empirical", "bootstrap"):
+        rate = (fresh > control_limit(calibration, 0.01, rule)).mean()
+        assert 0.004 <= rate <= 0.015, (rule, rate)
+    assert empirical_limit(np.arange(1.0, 100.0), 0.05) == 95.0  # ceil(100 * 0.95) = 95th of 99 values
+    assert empirical_limit(np.arange(1.0, 11.0), 0.01) >= 10.0  # beyond the largest: extrapolated, never below it
+    # strongly autocorrelated calibration data: longer blocks and a higher (more cautious) bound than Box's point
+    ar = np.zeros(600)
+    for t in range(1, 600):
+        ar[t] = 0.95 * ar[t - 1] + rng.normal()
+    slow = ar ** 2 + 1.0
+    assert block_length(slow) > 10 and block_length(rng.normal(size=600) ** 2) == 1
+    assert bootstrap_limit(slow, 0.01) > control_limit(slow, 0.01, "box")
+    with pytest.raises(ValueError, match="unknown limit rule"):
+        control_limit(slow, 0.01, "mean")
+
+
+def test_residual_features_and_their_score_known_answers():
+    residual = torch.zeros(2, 6, 3)
+    residual[0, :, 0] = 2.0  # a shift: mean 2, no spread, no steps
+    residual[1, :, 1] = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])  # alternating: spread 1, mean step 2
+    raw = ResidualFeatures.raw(residual)
+    assert raw.shape == (2, 3, 3)
+    assert raw[0, 0].tolist() == pytest.approx([2.0, 0.0, 0.0])
+    assert float(raw[1, 1, 1]) == pytest.approx(np.log(1 + 1e-3), rel=1e-3) and float(raw[1, 2, 1]) == pytest.approx(
+        np.log(2 + 1e-3), rel=1e-3)
+    graph = MonitoringGraph(3, 1, 6, "dense", 8, 2)
+    with torch.no_grad():
+        score, parts = graph.unscaled_score(torch.randn(4, 6, 3))
+    assert torch.allclose(parts.sum(-1), score, rtol=1e-5) and (parts >= 0).all()
 
 
 def test_detection_delay_and_metrics():

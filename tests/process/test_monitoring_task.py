@@ -19,7 +19,7 @@ from shopfloor.process.monitoring import ProcessMonitoring
 from shopfloor.process.synthetic import FAULTS, simulate_process, write_process_dataset
 
 SHOPFLOOR = str(Path(sys.executable).parent / "shopfloor")
-FAST = {"window": 10, "classifier_epochs": 8,
+FAST = {"window": 10, "classifier_epochs": 8, "folds": 2,
         "training": {"epochs": 30, "patience": 5, "progress": False, "device": "cpu"}}
 
 

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 DETECTORS = ("conv", "dense", "gru")
+STATISTICS = ("residual_features", "reconstruction")
+FEATURES_PER_VARIABLE = 3  # residual mean, log standard deviation, log mean absolute step
 
 
 class Standardizer(nn.Module):
@@ -106,34 +108,72 @@ def build_autoencoder(kind: str, n_variables: int, window: int, hidden: int, lat
     return classes[kind](n_variables, window, hidden=hidden, latent=latent)
 
 
-class WindowClassifier(nn.Module):
-    """1D-CNN over a standardised window -> fault class logits."""
+class ResidualFeatures(nn.Module):
+    """Per-variable dynamics of a residual window (batch, window, variables) -> (batch, 3, variables): the mean (a
+    shift), the log standard deviation (a change of spread) and the log mean absolute step (a change of the fast
+    dynamics, e.g. a sticking valve), each standardised by its normal-operation mean and spread (buffers)."""
 
-    def __init__(self, n_variables: int, n_classes: int, hidden: int = 64):
+    def __init__(self, n_variables: int):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv1d(n_variables, hidden, 3, padding=1), nn.BatchNorm1d(hidden), nn.GELU(),
-            nn.Conv1d(hidden, hidden, 3, padding=1), nn.BatchNorm1d(hidden), nn.GELU(),
-            nn.Conv1d(hidden, hidden, 3, padding=1), nn.BatchNorm1d(hidden), nn.GELU(),
-            nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(hidden, n_classes))
+        self.register_buffer("mean", torch.zeros(FEATURES_PER_VARIABLE, n_variables))
+        self.register_buffer("std", torch.ones(FEATURES_PER_VARIABLE, n_variables))
+
+    @staticmethod
+    def raw(residual: torch.Tensor) -> torch.Tensor:
+        """The unstandardised features (batch, 3, variables)."""
+        mean = residual.mean(1)
+        spread = torch.log(residual.std(1, unbiased=False) + 1e-3)
+        step = torch.log((residual[:, 1:] - residual[:, :-1]).abs().mean(1) + 1e-3)
+        return torch.stack([mean, spread, step], dim=1)
+
+    def standardise(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw features (batch, 3, variables) in units of their normal-operation spread."""
+        return (raw - self.mean) / self.std
+
+    def forward(self, residual: torch.Tensor) -> torch.Tensor:
+        return self.standardise(self.raw(residual))
+
+
+class WindowClassifier(nn.Module):
+    """Dilated 1D-CNN over a standardised window -> fault class logits. The input is log-compressed
+    (sign(z)·log(1 + |z|)), so a fault that drives variables further from normal than the training runs did still
+    looks like itself; dilations 1, 2, 4, 8 see 31 samples of dynamics."""
+
+    def __init__(self, n_variables: int, n_classes: int, hidden: int = 64, dilations: tuple[int, ...] = (1, 2, 4, 8)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = n_variables
+        for dilation in dilations:
+            layers += [nn.Conv1d(channels, hidden, 3, padding=dilation, dilation=dilation), nn.BatchNorm1d(hidden),
+                       nn.GELU()]
+            channels = hidden
+        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Dropout(0.2),
+                                 nn.Linear(hidden, n_classes))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.transpose(1, 2))
+        compressed = torch.sign(z) * torch.log1p(z.abs())
+        return self.net(compressed.transpose(1, 2))
 
 
 class MonitoringGraph(nn.Module):
     """Raw window (batch, window, variables) -> ``score``, ``alarm``, ``contributions`` (the autoencoder's),
     ``t2``, ``spe``, ``t2_contributions``, ``spe_contributions`` and, with a classifier, ``fault_probabilities``.
     Scores and contributions are divided by their control limit (buffers), so 1.0 is the limit; PCA reads the
-    window's last sample, the autoencoder the whole window."""
+    window's last sample, the autoencoder the whole window.
+
+    The autoencoder's statistic: ``residual_features`` (default): the largest standardised residual feature
+    (:class:`ResidualFeatures`) over all variables, its contributions the score shared by each variable's largest
+    feature to the 4th power; ``reconstruction``: the mean squared reconstruction error summed over variables."""
 
     def __init__(self, n_variables: int, n_components: int, window: int,
                  detector: Literal["conv", "dense", "gru"] = "conv", hidden: int = 32, latent: int = 8,
-                 n_classes: int = 0):
+                 n_classes: int = 0, statistic: Literal["residual_features", "reconstruction"] = "residual_features"):
         super().__init__()
+        self.statistic, self.window = statistic, window
         self.standardize = Standardizer(n_variables)
         self.pca = PCAMonitor(n_variables, n_components)
         self.autoencoder = build_autoencoder(detector, n_variables, window, hidden, latent)
+        self.features = ResidualFeatures(n_variables)
         self.classifier = WindowClassifier(n_variables, n_classes) if n_classes else None
         self.register_buffer("limits", torch.ones(3))  # autoencoder, T2, SPE
 
@@ -141,10 +181,24 @@ class MonitoringGraph(nn.Module):
         """Per-variable squared reconstruction error, averaged over the window: (batch, variables)."""
         return ((z - self.autoencoder(z)) ** 2).mean(1)
 
+    def residual(self, z: torch.Tensor) -> torch.Tensor:
+        """Standardised window minus its reconstruction (batch, window, variables)."""
+        return z - self.autoencoder(z)
+
+    def unscaled_score(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The detector's statistic before division by its limit, and its per-variable parts (summing to it)."""
+        if self.statistic == "reconstruction":
+            parts = self.reconstruction_parts(z)
+            return parts.sum(-1), parts
+        per_variable = self.features(self.residual(z)).abs().amax(1)  # (batch, variables)
+        score = per_variable.amax(-1)
+        weights = per_variable ** 4
+        return score, score.unsqueeze(-1) * weights / weights.sum(-1, keepdim=True).clamp_min(1e-12)
+
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, ...]:
         z = self.standardize(window)
-        parts = self.reconstruction_parts(z) / self.limits[0]
-        score = parts.sum(-1)
+        raw_score, raw_parts = self.unscaled_score(z)
+        score, parts = raw_score / self.limits[0], raw_parts / self.limits[0]
         t2, spe, t2_parts, spe_parts = self.pca(z[:, -1])
         outputs = (score, score > 1.0, parts, t2 / self.limits[1], spe / self.limits[2],
                    t2_parts / self.limits[1], spe_parts / self.limits[2])
@@ -156,5 +210,6 @@ class MonitoringGraph(nn.Module):
 OUTPUTS = ["score", "alarm", "contributions", "t2", "spe", "t2_contributions", "spe_contributions"]
 CLASSIFIER_OUTPUT = "fault_probabilities"
 
-__all__ = ["CLASSIFIER_OUTPUT", "DETECTORS", "OUTPUTS", "MonitoringGraph", "PCAMonitor", "Standardizer",
+__all__ = ["CLASSIFIER_OUTPUT", "DETECTORS", "OUTPUTS", "STATISTICS", "MonitoringGraph", "PCAMonitor",
+           "ResidualFeatures", "Standardizer",
            "WindowClassifier", "build_autoencoder"]

@@ -66,10 +66,15 @@ def write_monitoring_report(task: Any, source: str, scored: list[dict[str, Any]]
                             report_dir: str | Path) -> Path:
     report = Report(report_dir, f"Process monitoring: {source}")
     cfg, state = task.config, task.state
-    report.text(f"Deep detector: {cfg.detector} autoencoder over {cfg.window}-sample windows; reference: PCA with "
-                f"{state['n_components']} components (T2 and SPE of each sample). Control limits at a nominal "
-                f"{cfg.false_alarm_rate:.1%} false-alarm rate, set on {state['n_limit_samples']} held-out normal "
-                f"samples. Delay: samples from the onset to the first of {cfg.consecutive_alarms} consecutive alarms.")
+    calibration = state.get("calibration", {"method": "holdout", "folds": 1, "rule": "box"})
+    how = (f"out-of-fold statistics of {state['n_limit_samples']} normal samples ({calibration['folds']}-fold "
+           "cross-fitting in time)" if calibration["method"] == "crossfit"
+           else f"{state['n_limit_samples']} held-out normal samples")
+    report.text(f"Deep detector: {cfg.detector} autoencoder over {cfg.window}-sample windows, statistic "
+                f"{getattr(cfg, 'statistic', 'reconstruction')}; reference: PCA with {state['n_components']} "
+                f"components (T2 and SPE of each sample). Control limits at a nominal {cfg.false_alarm_rate:.1%} "
+                f"false-alarm rate from {how}, rule {calibration['rule']}. Delay: samples from the onset to the "
+                f"first of {cfg.consecutive_alarms} consecutive alarms.")
     summary = {f"{name} {key}": result[name][key] for name in ("deep", "pca_t2", "pca_spe")
                for key in ("false_alarm_rate", "mean_detection_rate", "mean_delay")}
     report.metrics(summary, "Detectors side by side (means over observable faults)")

@@ -4,10 +4,17 @@ Data: process records in time order (see :mod:`shopfloor.process.records`): CSV/
 ``.dat`` files. Detection is trained on **normal operation only** (unlabelled data counts as normal; labelled data
 gives its normal rows): every variable is standardised on normal data; PCA (components explaining
 ``pca_variance``) gives Hotelling T2 and SPE (Q) of each sample, the reference; a window autoencoder
-(``--detector conv|dense|gru``) scores the last ``window`` samples by their mean squared reconstruction error.
-Each contiguous stretch of normal data is cut in time: the early part fits the models, the late part sets the
-control limits at ``false_alarm_rate`` (Box's g·χ²(h) fit, see :mod:`.fitting`). When the data also holds
-labelled faulty runs, a 1D-CNN classifier over windows learns to name the fault.
+(``--detector conv|dense|gru``) reconstructs the last ``window`` samples, and its statistic (``--statistic``) is by
+default the largest standardised **residual feature**: per variable, the mean, log spread and log mean step of the
+reconstruction residual over the window (a shift, a change of variance, a sticking or chattering signal).
+
+Control limits are set on data the model did not fit (``--calibration``): ``crossfit`` (default) cuts each normal
+stretch into ``folds`` time blocks, scores every block with models fitted on the others (out-of-fold statistics;
+the residual features are standardised on them too), then refits the deployed model on all normal data for the
+folds' epoch count; ``holdout`` uses a late share instead. The limit at ``false_alarm_rate`` follows
+``limit_rule`` (default ``bootstrap``: an upper confidence bound of Box's g·χ²(h) quantile over a block bootstrap,
+so a short or autocorrelated calibration set gets a cautious limit; see :mod:`.fitting`). When the data also holds
+labelled faulty runs, a dilated 1D-CNN classifier over windows learns to name the fault.
 
 The exported graph takes the raw window ``(batch, window, variables)`` and returns ``score`` (1.0 = control limit),
 ``alarm``, per-variable ``contributions`` (they sum to the score), PCA ``t2``/``spe`` (1.0 = limit) with their
@@ -27,26 +34,26 @@ import pandas as pd
 import torch
 from pydantic import Field
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from shopfloor.core.artifact import fingerprint_arrays
 from shopfloor.core.config import StrictModel, TrainingConfig
 from shopfloor.core.errors import DataError
 from shopfloor.core.task import OnnxSignature, TableColumns, Task, batched, read_inputs, to_jsonable
-from shopfloor.core.training import SupervisedModule, fit_supervised, seed_everything
+from shopfloor.core.training import seed_everything
 
-from ..records import LABEL, NORMAL, RUN, TIME, ProcessRecords, ProcessSpec, constant_variables, load_records
+from ..records import LABEL, NORMAL, TIME, ProcessRecords, ProcessSpec, constant_variables, load_records
 from .fitting import (
+    LIMIT_RULES,
     Segment,
     control_limit,
-    fit_pca,
+    crossfit_folds,
     normal_segments,
     run_windows,
-    segment_windows,
     split_normal,
 )
 from .metrics import detection_metrics
-from .networks import CLASSIFIER_OUTPUT, DETECTORS, OUTPUTS, MonitoringGraph
+from .networks import CLASSIFIER_OUTPUT, DETECTORS, OUTPUTS, STATISTICS, MonitoringGraph
+from .training import fit_classifier, fit_detectors, held_statistics
 
 if TYPE_CHECKING:
     from .online import OnlineMonitor
@@ -77,8 +84,20 @@ class MonitoringConfig(StrictModel):
     pca_variance: float = Field(0.9, gt=0, lt=1, description="PCA keeps the fewest components explaining this")
     false_alarm_rate: float = Field(0.01, gt=0, lt=0.5, description="control limits: expected share of normal "
                                     "samples above the limit")
-    holdout: float = Field(0.25, gt=0, lt=0.8, description="late share of each normal stretch held out of the "
-                           "model fit, to set the control limits and stop training")
+    statistic: Literal[STATISTICS] = Field(  # type: ignore[valid-type]
+        "residual_features", description="deep detector statistic: residual_features (largest standardised mean, "
+        "spread or step of a variable's reconstruction residual over the window) or reconstruction (mean squared "
+        "error)")
+    calibration: Literal["crossfit", "holdout"] = Field(
+        "crossfit", description="where the control limits come from: crossfit (every normal sample scored by a "
+        "model fitted without its time block; the deployed model refits on all) or holdout (a late share)")
+    folds: int = Field(4, ge=2, le=20, description="cross-fitting: contiguous time blocks per normal stretch")
+    limit_rule: Literal[LIMIT_RULES] = Field(  # type: ignore[valid-type]
+        "bootstrap", description="control limit from the held-out statistics: bootstrap (upper confidence bound "
+        "of Box's quantile over a block bootstrap), box (Box's g·chi2 quantile) or empirical (conformal quantile)")
+    limit_confidence: float = Field(0.9, gt=0, lt=1, description="bootstrap rule: confidence of the upper bound")
+    holdout: float = Field(0.25, gt=0, lt=0.8, description="calibration=holdout: late share of each normal stretch "
+                           "held out of the model fit, to set the control limits and stop training")
     consecutive_alarms: int = Field(3, ge=1, description="detection delay: the first of k consecutive alarms")
     classify: bool = Field(True, description="train a fault classifier when the training data holds labelled "
                            "faulty runs")
@@ -92,26 +111,6 @@ class PredictionOptions(StrictModel):
 
     points: Literal["last", "all"] = Field("last", description="last: each run's latest sample (streaming); all: "
                                            "every sample")
-
-
-def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    """Whole-batch indexing of in-memory tensors."""
-    dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
-    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle \
-        else SequentialSampler(dataset)
-    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
-
-
-class _Standardized(nn.Module):
-    """Trains a sub-network of the graph on standardised windows (the graph standardises inside itself)."""
-
-    def __init__(self, graph: MonitoringGraph, part: str):
-        super().__init__()
-        self.graph, self.part = graph, part
-
-    def forward(self, window: torch.Tensor) -> torch.Tensor:
-        z = self.graph.standardize(window)
-        return self.graph.autoencoder(z) if self.part == "autoencoder" else self.graph.classifier(z)
 
 
 class ProcessMonitoring(Task):
@@ -141,7 +140,7 @@ class ProcessMonitoring(Task):
     def build_model(self) -> nn.Module:
         s, c = self.state, self.config
         return MonitoringGraph(len(s["variables"]), s["n_components"], c.window, c.detector, c.hidden, c.latent,
-                               len(s.get("classes") or []))
+                               len(s.get("classes") or []), c.statistic)
 
     def onnx_signature(self) -> OnnxSignature:
         example = torch.zeros(2, self.config.window, len(self.variables))
@@ -171,48 +170,59 @@ class ProcessMonitoring(Task):
             raise DataError(f"{records.source}: {len(variables)} varying process variable(s); monitoring needs at "
                             "least 2 (give the measurements as numeric columns)")
         segments = normal_segments(records)
-        fit_part, held = split_normal(segments, cfg.holdout, cfg.window)
-        n_fit = sum(len(s.rows) for s in fit_part)
-        n_held = sum(len(s.rows) for s in held)
-        need = max(2 * len(variables), 5 * cfg.window, 50)
-        if n_fit < need or n_held <= cfg.window:
-            raise DataError(f"{records.source}: {n_fit + n_held} normal samples in stretches long enough for a "
-                            f"window of {cfg.window}; expected at least {need} to fit on plus {cfg.window + 1} to set "
-                            f"the limits on (holdout {cfg.holdout:g}). Give more normal operation, or a shorter "
-                            "--window")
+        folds = self._calibration_folds(segments, records.source, len(variables))
+        n_normal = sum(len(s.rows) for s in segments)
         values = records.values(variables).astype(np.float64)
-        fit_rows = np.concatenate([s.rows for s in fit_part])
-        mean, std = values[fit_rows].mean(0), values[fit_rows].std(0)
-        std = np.where(std > 0, std, 1.0)
-        z = ((values - mean) / std).astype(np.float32)
-        loadings, eigenvalues = fit_pca(z[fit_rows], cfg.pca_variance)
+        raw = values.astype(np.float32)
+        self.data_fingerprint = fingerprint_arrays(values)
+        log_dir = Path(out_dir) / "training" if out_dir is not None else None
+        held_stats: dict[str, list[np.ndarray]] = {"features": [], "reconstruction": [], "t2": [], "spe": []}
+        best_epochs, losses = [], []
+        for i, (fit_part, held) in enumerate(folds):
+            graph, summary = fit_detectors(cfg, raw, fit_part, held,
+                                                 log_dir / f"fold_{i}" if log_dir is not None else None)
+            for key, value in held_statistics(graph, raw, held).items():
+                held_stats[key].append(value)
+            best_epochs.append(self._best_epoch(summary))
+            losses.append(summary["best_score"])
+        if len(folds) > 1:  # cross-fitting: the deployed model fits every normal sample, for the folds' epochs
+            epochs = int(np.median(best_epochs))
+            graph, _ = fit_detectors(cfg, raw, segments, [], log_dir, epochs=epochs)
+        calibration = {key: np.concatenate(value) for key, value in held_stats.items()}
+        features = calibration.pop("features")
+        feature_mean, feature_std = features.mean(0), features.std(0)
+        graph.features.mean.copy_(torch.as_tensor(feature_mean, dtype=torch.float32))
+        graph.features.std.copy_(torch.as_tensor(np.where(feature_std > 1e-6, feature_std, 1e-6),
+                                                 dtype=torch.float32))
+        with torch.no_grad():
+            standardised = graph.features.standardise(torch.as_tensor(features, dtype=torch.float32))
+        calibration["score"] = (standardised.abs().amax((1, 2)).numpy() if cfg.statistic == "residual_features"
+                                else calibration["reconstruction"])
+        self.calibration_statistics = {k: calibration[k] for k in ("score", "t2", "spe")}  # for benchmarks
+        graph.limits.copy_(torch.as_tensor([control_limit(calibration[k], cfg.false_alarm_rate, cfg.limit_rule,
+                                                          cfg.limit_confidence) for k in ("score", "t2", "spe")],
+                                           dtype=torch.float32))
+        graph.eval()
         classes = [NORMAL, *records.faults] if cfg.classify and records.faults else []
+        n_limit = len(calibration["t2"])
         self.state.update({
-            "variables": variables, "constant_variables": constant, "n_components": int(loadings.shape[1]),
+            "variables": variables, "constant_variables": constant, "n_components": int(graph.pca.loadings.shape[1]),
             "classes": classes, "unobservable": list(records.unobservable),
-            "n_fit_samples": int(n_fit), "n_limit_samples": int(n_held), "training_runs": len(records.runs),
+            "n_fit_samples": int(n_normal), "n_limit_samples": int(n_limit), "training_runs": len(records.runs),
+            "calibration": {"method": cfg.calibration, "folds": len(folds), "rule": cfg.limit_rule,
+                            "confidence": cfg.limit_confidence},
             "input": {"name": "window", "shape": ["batch", cfg.window, len(variables)], "dtype": "float32",
                       "columns": variables, "values": "raw readings, oldest first; standardisation is in the graph"},
         })
-        graph = self.build_model()
-        graph.standardize.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        graph.standardize.std.copy_(torch.as_tensor(std, dtype=torch.float32))
-        graph.pca.loadings.copy_(torch.as_tensor(loadings))
-        graph.pca.eigenvalues.copy_(torch.as_tensor(eigenvalues))
-        self.data_fingerprint = fingerprint_arrays(values)
-        log_dir = Path(out_dir) / "training" if out_dir is not None else None
-        raw = values.astype(np.float32)
-        train_w, held_w = segment_windows(raw, fit_part, cfg.window), segment_windows(raw, held, cfg.window)
-        summary = self._fit_autoencoder(graph, train_w, held_w, log_dir)
-        graph.eval()
-        held_scores = self._torch_statistics(graph, raw, held, held_w)
-        graph.limits.copy_(torch.as_tensor([control_limit(held_scores[k], cfg.false_alarm_rate)
-                                            for k in ("score", "t2", "spe")], dtype=torch.float32))
-        self.metrics = {"n_components": int(loadings.shape[1]), "autoencoder_val_loss": summary["best_score"],
-                        "autoencoder_epochs": summary["epochs_run"], "n_train_windows": int(len(train_w)),
-                        "n_limit_windows": int(len(held_w))}
+        if classes:  # the deployed graph gains its classifier head
+            full = self.build_model()
+            full.load_state_dict(graph.state_dict(), strict=False)
+            graph = full
+        self.metrics = {"n_components": self.state["n_components"], "autoencoder_val_loss": float(np.mean(losses)),
+                        "autoencoder_epochs": best_epochs, "n_limit_windows": int(len(calibration["score"])),
+                        "calibration": cfg.calibration, "limit_rule": cfg.limit_rule}
         if classes:
-            self.metrics.update(self._fit_classifier(graph, records, raw, classes, log_dir))
+            self.metrics.update(fit_classifier(cfg, graph, records, raw, classes, log_dir))
         self.state["limits"] = dict(zip(("score", "t2", "spe"), graph.limits.tolist()))
         self.torch_model = graph.eval()
         self.export()
@@ -220,63 +230,37 @@ class ProcessMonitoring(Task):
             self.save(out_dir)
         return self
 
-    def _fit_autoencoder(self, graph: MonitoringGraph, train_w: np.ndarray, held_w: np.ndarray,
-                         log_dir: Path | None) -> dict[str, Any]:
+    def _calibration_folds(self, segments: list[Segment], source: str,
+                           n_variables: int) -> list[tuple[list[Segment], list[Segment]]]:
+        """(fit, held) pairs: ``folds`` time blocks (cross-fitting) or one late hold-out; checks there is enough."""
         cfg = self.config
-        noise = cfg.input_noise * graph.standardize.std
+        n_normal = sum(len(s.rows) for s in segments if len(s.rows) >= cfg.window)
+        need = max(2 * n_variables, 5 * cfg.window, 50)
+        if cfg.calibration == "crossfit":
+            folds = crossfit_folds(segments, cfg.folds, cfg.window)
+            if all(sum(len(s.rows) for s in held) > cfg.window for _, held in folds):
+                if n_normal * (cfg.folds - 1) / cfg.folds < need:
+                    raise DataError(f"{source}: {n_normal} normal samples in stretches of at least {cfg.window}; "
+                                    f"expected at least {int(np.ceil(need * cfg.folds / (cfg.folds - 1)))} to fit "
+                                    f"on {cfg.folds - 1} of {cfg.folds} folds. Give more normal operation, or a "
+                                    "shorter --window")
+                return folds
+            self.note_warning(f"{source}: normal stretches too short for {cfg.folds} cross-fitting blocks of "
+                              f"{cfg.window + 1} samples; the limits come from a late hold-out of {cfg.holdout:g}")
+        fit_part, held = split_normal(segments, cfg.holdout, cfg.window)
+        n_fit, n_held = sum(len(s.rows) for s in fit_part), sum(len(s.rows) for s in held)
+        if n_fit < need or n_held <= cfg.window:
+            raise DataError(f"{source}: {n_fit + n_held} normal samples in stretches long enough for a "
+                            f"window of {cfg.window}; expected at least {need} to fit on plus {cfg.window + 1} to set "
+                            f"the limits on (holdout {cfg.holdout:g}). Give more normal operation, or a shorter "
+                            "--window")
+        return [(fit_part, held)]
 
-        def add_noise(x: torch.Tensor) -> torch.Tensor:
-            return x + noise.to(x.device) * torch.randn_like(x)
-
-        module = SupervisedModule(_Standardized(graph, "autoencoder"), _StandardizedMSE(graph), cfg.training,
-                                  train_transform=add_noise, task_kind="regression")
-        return fit_supervised(module, _loader(train_w, train_w, cfg.training.batch_size, True, cfg.training.seed),
-                              _loader(held_w, held_w, 1024, False, 0), cfg.training,
-                              log_dir / "autoencoder" if log_dir is not None else None)
-
-    @staticmethod
-    def _torch_statistics(graph: MonitoringGraph, raw: np.ndarray, segments: list[Segment],
-                          windows: np.ndarray) -> dict[str, np.ndarray]:
-        """Unnormalised statistics of held-out data: autoencoder score per window, T2/SPE per sample."""
-        with torch.no_grad():
-            z = graph.standardize(torch.as_tensor(raw[np.concatenate([s.rows for s in segments])]))
-            t2, spe, _, _ = graph.pca(z)
-            score = torch.cat([graph.reconstruction_parts(graph.standardize(torch.as_tensor(windows[sl]))).sum(-1)
-                               for sl in batched(len(windows), 1024)])
-        return {"score": score.numpy(), "t2": t2.numpy(), "spe": spe.numpy()}
-
-    def _fit_classifier(self, graph: MonitoringGraph, records: ProcessRecords, raw: np.ndarray, classes: list[str],
-                        log_dir: Path | None) -> dict[str, Any]:
-        """Train the classifier on windows inside each stretch of one label; the late share of each is validation."""
-        cfg = self.config
-        labels = records.frame[LABEL].to_numpy()
-        train_x, train_y, val_x, val_y = [], [], [], []
-        for rows in records.frame.groupby(RUN, sort=False).indices.values():
-            breaks = np.flatnonzero(labels[rows][1:] != labels[rows][:-1]) + 1
-            for block in np.split(rows, breaks):
-                fit_part, held = split_normal([Segment("", block)], cfg.training.val_fraction, cfg.window)
-                y = classes.index(labels[block[0]])
-                for part, xs, ys in ((fit_part, train_x, train_y), (held, val_x, val_y)):
-                    w = segment_windows(raw, part, cfg.window)
-                    xs.append(w)
-                    ys.append(np.full(len(w), y, dtype=np.int64))
-        x, y = np.concatenate(train_x), np.concatenate(train_y)
-        vx, vy = np.concatenate(val_x), np.concatenate(val_y)
-        if not len(vx):
-            vx, vy = x, y
-        train_cfg = cfg.training.model_copy(update={"epochs": cfg.classifier_epochs,
-                                                    "patience": min(cfg.training.patience, 8)})
-        counts = np.bincount(y, minlength=len(classes)).astype(np.float32)
-        weights = torch.as_tensor(counts.sum() / np.maximum(counts, 1) / len(classes))
-        module = SupervisedModule(_Standardized(graph, "classifier"), nn.CrossEntropyLoss(weight=weights),
-                                  train_cfg, task_kind="classification")
-        summary = fit_supervised(module, _loader(x, y, train_cfg.batch_size, True, train_cfg.seed),
-                                 _loader(vx, vy, 1024, False, 0), train_cfg,
-                                 log_dir / "classifier" if log_dir is not None else None)
-        with torch.no_grad():
-            predicted = torch.cat([module(torch.as_tensor(vx[sl])).argmax(1) for sl in batched(len(vx), 1024)])
-        return {"classifier_val_accuracy": float((predicted.numpy() == vy).mean()),
-                "classifier_epochs": summary["epochs_run"], "n_classifier_windows": int(len(x))}
+    def _best_epoch(self, summary: dict[str, Any]) -> int:
+        """The epoch count to refit with: the run's length less the patience when it stopped early."""
+        train_cfg = self.config.training
+        ran = int(summary["epochs_run"])
+        return max(1, ran - train_cfg.patience if ran < train_cfg.epochs - 1 else ran)
 
     # ----------------------------------------------------------------- inference (always ONNX Runtime)
     def run_windows(self, windows: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
@@ -428,17 +412,6 @@ class ProcessMonitoring(Task):
                 "fault_accuracy": metrics.get("classification", {}).get("mean_fault_accuracy"),
                 "first_prediction": predictions[0], "sample_inputs": [str(paths["recent"])],
                 "model": str(out / "model"), "report": metrics["report"]}
-
-
-class _StandardizedMSE(nn.Module):
-    """MSE between the reconstruction (standardised units) and the standardised target window."""
-
-    def __init__(self, graph: MonitoringGraph):
-        super().__init__()
-        self.graph = graph
-
-    def forward(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ((reconstruction - self.graph.standardize(target)) ** 2).mean()
 
 
 def _top(values: np.ndarray, names: Sequence[str], k: int) -> list[dict[str, Any]]:
