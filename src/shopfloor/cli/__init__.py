@@ -137,7 +137,8 @@ def train(
 def evaluate(
     ctx: typer.Context,
     model_dir: Path = typer.Argument(..., help="model directory written by `shopfloor train`"),
-    data: Path = typer.Option(..., "--data", help="labelled test data"),
+    data: Optional[Path] = typer.Option(None, "--data", help="labelled test data (tasks that evaluate in a "
+                                        "simulator, e.g. control, take none)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write metrics as JSON here (- for stdout)"),
     report: Optional[Path] = typer.Option(None, "--report", help="write report.html and PNGs here"),
     device: str = DEVICE,
@@ -155,8 +156,10 @@ def evaluate(
         check_output_file(json_path, "--json")
         check_output_dir(report, "--report")
         task = load_model(model_dir, device, strict, quiet, key_file, precision)
+        if data is None and not task.data_optional:
+            fail(f"evaluate needs --data for {task.name} models")
         options = build_config(task.EvaluateOptions, parse_cli_overrides(list(ctx.args), task.EvaluateOptions))
-        metrics = task.evaluate(str(data), report_dir=report, **options.model_dump())
+        metrics = task.evaluate(None if data is None else str(data), report_dir=report, **options.model_dump())
     show_metrics({k: v for k, v in metrics.items() if k != "confusion_matrix"}, f"{task.name}: test")
     if json_path is not None:
         write_result(metrics, json_path)

@@ -1,0 +1,119 @@
+"""Deep-RL control against the classical baselines, on the same seeded evaluation episodes.
+
+Parts (each fits one CPU-lock hold; results are merged into benchmarks/results/control.json):
+
+- ``thermal``: SAC trained on ``shopfloor/ThermalProcess-v0`` with ±30 % domain randomisation of gain, time constant
+  and delay (2 simulator processes, a wall-time budget), then 100 seeded episodes on the nominal plant and 100 on
+  randomised plants, the exported ONNX policy against the PID (SIMC from a step test, then optimised on the nominal
+  plant). Targets: IAE >= 20 % below the PID with no more violations on the nominal plant; ahead of it on the
+  randomised plants.
+- ``dispatching``: PPO choosing the dispatching rule on ``shopfloor/Dispatching-v0``, 100 seeded episodes against
+  every single rule (FIFO, SPT, EDD, SETUP, MSLACK). Target: mean tardiness below the best rule.
+
+Usage: python benchmarks/bench_control.py --part thermal|dispatching [--seconds 420] [--algo sac] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, write_result  # noqa: E402
+
+from shopfloor.control.task import Control  # noqa: E402
+
+TARGET_IAE_REDUCTION = 0.20
+
+
+def _keep(metrics: dict) -> dict:
+    """The comparison figures of an evaluation (no per-episode lists)."""
+    return {k: metrics[k] for k in ("episodes", "mean_return", "success_rate", "violations", "iae", "mean_tardiness",
+                                    "best_baseline", "best_baseline_iae", "best_baseline_mean_tardiness",
+                                    "iae_change_vs_best_baseline", "mean_tardiness_change_vs_best_baseline",
+                                    "per_controller", "comparison", "env_kwargs") if k in metrics}
+
+
+def thermal(args: argparse.Namespace) -> dict:
+    out = Path(args.out) / "thermal"
+    task = Control(env="shopfloor/ThermalProcess-v0", env_kwargs={"randomize": 0.3}, algo=args.algo,
+                   timesteps=args.timesteps, max_seconds=args.seconds, n_envs=2, eval_freq=10_000,
+                   eval_episodes=10, checkpoint_freq=50_000, training={"progress": False, "seed": 0})
+    started = time.perf_counter()
+    task.fit(None, out / "model")
+    fit_seconds = time.perf_counter() - started
+    nominal = task.evaluate(None, report_dir=out / "report_nominal", episodes=args.episodes, seed=0,
+                            env_kwargs={"randomize": 0.0})
+    randomised = task.evaluate(None, report_dir=out / "report_randomised", episodes=args.episodes, seed=0,
+                               env_kwargs={"randomize": 0.3})
+    pid = nominal["per_controller"]["pid"]
+    reduction = -nominal["comparison"]["pid"]["iae"]["relative"]
+    training = task.state["training"]
+    return {
+        "thermal": {
+            "algo": args.algo, "train_env_kwargs": {"randomize": 0.3}, "timesteps": training["timesteps"],
+            "training_seconds": training["seconds"], "fit_seconds_incl_pid_tuning": round(fit_seconds, 1),
+            "best_timesteps": training["best_timesteps"], "n_envs": 2, "budget_seconds": args.seconds,
+            "pid_gains": {k: task.state["baselines"]["pid"][k] for k in ("kc", "ti", "td")},
+            "pid_simc_gains": task.state["baselines"]["pid"]["simc"],
+            "nominal": _keep(nominal), "randomised_30pct": _keep(randomised),
+            "iae_reduction_vs_pid_nominal": reduction,
+            "iae_reduction_vs_pid_randomised": -randomised["comparison"]["pid"]["iae"]["relative"],
+            "target_nominal_met": bool(reduction >= TARGET_IAE_REDUCTION
+                                       and nominal["violations"] <= pid["violations"]),
+            "target_randomised_met": bool(randomised["comparison"]["pid"]["iae"]["ci95_high"] < 0
+                                          and randomised["violations"]
+                                          <= randomised["per_controller"]["pid"]["violations"]),
+            "export_parity_max_abs_diff": task.state["export_parity_max_abs_diff"],
+            "model": str(out / "model"),
+        }}
+
+
+def dispatching(args: argparse.Namespace) -> dict:
+    out = Path(args.out) / "dispatching"
+    task = Control(env="shopfloor/Dispatching-v0", algo="ppo", timesteps=args.timesteps, max_seconds=args.seconds,
+                   n_envs=2, eval_freq=10_000, eval_episodes=20, checkpoint_freq=0, gamma=0.99,
+                   training={"progress": False, "seed": 0, "batch_size": 64})
+    task.fit(None, out / "model")
+    metrics = task.evaluate(None, report_dir=out / "report", episodes=args.episodes, seed=0)
+    best = metrics["best_baseline"]
+    training = task.state["training"]
+    change = metrics["comparison"][best]["mean_tardiness"]
+    return {"dispatching": {
+        "algo": "ppo", "timesteps": training["timesteps"], "training_seconds": training["seconds"], "n_envs": 2,
+        "budget_seconds": args.seconds, "evaluation": _keep(metrics), "best_rule": best,
+        "mean_tardiness_change_vs_best_rule": change["relative"],
+        "target_met": bool(change["ci95_high"] < 0), "model": str(out / "model")}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", choices=("thermal", "dispatching"), required=True)
+    parser.add_argument("--algo", default="sac")
+    parser.add_argument("--seconds", type=float, default=420.0)
+    parser.add_argument("--timesteps", type=int, default=1_000_000)
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--out", default="/tmp/shopfloor-bench-control")
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    figures = thermal(args) if args.part == "thermal" else dispatching(args)
+    figures[args.part]["load_average_before"] = load_before
+    figures[args.part]["load_average_after"] = os.getloadavg()
+    previous = RESULTS / "control.json"
+    merged = {}
+    if previous.is_file():
+        stored = json.loads(previous.read_text())
+        merged = {k: stored[k] for k in ("thermal", "dispatching") if k in stored}
+    merged.update(figures)
+    write_result("control", merged)
+    print(json.dumps({k: v for k, v in figures[args.part].items() if k not in ("nominal", "randomised_30pct",
+                                                                               "evaluation")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Each environment's classical baseline controllers, run on the same seeded episodes as the policy.
+
+A controller has ``reset()`` (start of an episode) and ``act(observation) -> action``. :func:`tune_baselines`
+commissions them once (PID tuning for the thermal zone) and returns a JSON-able record that the task stores in its
+state; :func:`make_baselines` rebuilds the controllers from that record.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from shopfloor.core.errors import ConfigError
+
+THERMAL = "shopfloor/ThermalProcess-v0"
+DISPATCHING = "shopfloor/Dispatching-v0"
+
+
+class Controller(Protocol):
+    """What a baseline offers: a reset per episode and one action per observation."""
+
+    def reset(self) -> None: ...
+
+    def act(self, observation: np.ndarray) -> Any: ...
+
+
+class FixedRule:
+    """A dispatching rule applied at every decision (action = the rule's index)."""
+
+    def __init__(self, index: int):
+        self.index = int(index)
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+    def act(self, observation: np.ndarray) -> int:
+        return self.index
+
+
+def tune_baselines(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Commission ``env_id``'s baselines on its nominal settings; ``{}`` for environments without any."""
+    if env_id == THERMAL:
+        from .pid import tune_pid
+
+        return {"pid": tune_pid(env_kwargs)}
+    if env_id == DISPATCHING:
+        from .envs.dispatching import RULES
+
+        return {rule.lower(): {"rule": i} for i, rule in enumerate(RULES)}
+    return {}
+
+
+def make_baselines(env_id: str, record: dict[str, Any]) -> dict[str, Controller]:
+    """The controllers of a :func:`tune_baselines` record, by name."""
+    if env_id == THERMAL and "pid" in record:
+        from .pid import PID
+
+        gains = record["pid"]
+        return {"pid": PID(gains["kc"], gains["ti"], gains["td"], gains["dt"])}
+    if env_id == DISPATCHING:
+        return {name: FixedRule(entry["rule"]) for name, entry in record.items()}
+    if record:
+        raise ConfigError(f"no baseline controllers are known for {env_id!r} (stored: {sorted(record)})")
+    return {}
+
+
+__all__ = ["Controller", "FixedRule", "make_baselines", "tune_baselines"]

@@ -1,0 +1,104 @@
+"""The control evaluation report: learning curve, an episode trace policy vs baseline, return distributions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shopfloor.core.report import Report, plt
+
+
+def _learning_curve(training: dict[str, Any]):
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    curve = training.get("curve") or []
+    if curve:
+        steps = np.array([c["timesteps"] for c in curve])
+        returns = np.array([c["return"] for c in curve])
+        ax.plot(steps, returns, ".", alpha=0.3, label="training episodes")
+        if len(returns) >= 10:
+            k = max(len(returns) // 20, 5)
+            smooth = np.convolve(returns, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1:], smooth, label=f"moving mean ({k})")
+    validation = training.get("validation") or []
+    if validation:
+        ax.plot([v["timesteps"] for v in validation], [v["mean_return"] for v in validation], "o-",
+                label="validation (fixed seeds, deterministic)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{training.get('algo', '').upper()}: learning curve")
+    return fig
+
+
+def _trace(traces: dict[str, list[dict[str, Any]]], dt: float | None):
+    keys = traces["policy"][0].keys() if traces.get("policy") else []
+    thermal = "temperature" in keys
+    fig, axes = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
+    for name, trace in traces.items():
+        if not trace:
+            continue
+        t = np.array([r["step"] for r in trace]) * (dt or 1.0)
+        if thermal:
+            axes[0].plot(t, [r["temperature"] for r in trace], label=f"{name}: temperature")
+            axes[1].plot(t, [100.0 * r["power"] for r in trace], label=f"{name}: heater power")
+        else:
+            axes[0].plot(t, np.cumsum([r["reward"] for r in trace]), label=f"{name}: cumulative reward")
+            axes[1].step(t, [r["action"][0] for r in trace], where="post", label=f"{name}: action")
+    if thermal and traces.get("policy"):
+        trace = traces["policy"]
+        t = np.array([r["step"] for r in trace]) * (dt or 1.0)
+        axes[0].plot(t, [r["setpoint"] for r in trace], "k--", label="setpoint")
+        axes[0].set_ylabel("°C")
+        axes[1].set_ylabel("heater power %")
+        axes[1].set_xlabel("time (s)")
+    else:
+        axes[1].set_xlabel("decision")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    axes[0].set_title("one evaluation episode (same seed for every controller)")
+    return fig
+
+
+def _distributions(policy: list[dict[str, Any]], baselines: dict[str, list[dict[str, Any]]], key: str):
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    series = {"policy": [e[key] for e in policy], **{n: [e[key] for e in b] for n, b in baselines.items()}}
+    values = np.concatenate([np.asarray(v, float) for v in series.values()])
+    bins = np.linspace(values.min(), values.max() + 1e-9, 30)
+    for name, v in series.items():
+        ax.hist(v, bins=bins, alpha=0.5, label=name)
+    ax.set_xlabel(key)
+    ax.set_ylabel("episodes")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def write_control_report(task: Any, result: dict[str, Any], policy: list[dict[str, Any]],
+                         baselines: dict[str, list[dict[str, Any]]], traces: dict[str, list[dict[str, Any]]],
+                         report_dir: str | Path) -> Path:
+    """report.html with the comparison table, the learning curve, the trace and the distributions."""
+    report = Report(report_dir, f"control: {result['env']}")
+    report.text(f"{result['episodes']} seeded episodes (seeds {result['seeds'][0]}..{result['seeds'][1]}), "
+                f"environment settings {result['env_kwargs']}; the policy runs the exported ONNX graph.")
+    rows = [{"controller": name, **values} for name, values in result["per_controller"].items()]
+    report.table(rows, "Policy and baselines on the same episodes (means)")
+    for name, comparison in result.get("comparison", {}).items():
+        report.table([{"metric": key, "policy - baseline": c["mean"], "ci95 low": c["ci95_low"],
+                       "ci95 high": c["ci95_high"], "relative": c["relative"]} for key, c in comparison.items()],
+                     f"Paired difference vs {name} (95 % interval)")
+    training = task.state.get("training") or {}
+    report.metrics({k: v for k, v in training.items() if not isinstance(v, (list, dict))}, "Training")
+    report.figure(_learning_curve(training), "learning_curve", "training episode returns and validation")
+    dt = (task.state.get("env_kwargs") or {}).get("dt", 2.0) if "Thermal" in result["env"] else None
+    report.figure(_trace(traces, dt), "episode_trace", "setpoint, output and action: policy vs baseline")
+    report.figure(_distributions(policy, baselines, "return"), "return_distribution", "episode returns")
+    for key in ("iae", "mean_tardiness"):
+        if policy and key in policy[0]:
+            report.figure(_distributions(policy, baselines, key), f"{key}_distribution", f"episode {key}")
+    for warning in task.state.get("warnings", []):
+        report.text(f"warning: {warning}")
+    return report.write()
+
+
+__all__ = ["write_control_report"]
