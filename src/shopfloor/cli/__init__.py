@@ -198,7 +198,9 @@ def adapt(
 @app.command()
 def predict(
     model_dir: Path = typer.Argument(..., help="model directory"),
-    inputs: List[Path] = typer.Argument(..., help="input files or folders"),
+    inputs: Optional[List[Path]] = typer.Argument(None, help="input files or folders (a generator takes none)"),
+    n: Optional[int] = typer.Option(None, "--n", help="generators (defect-synthesis): images to make per class"),
+    class_name: Optional[str] = typer.Option(None, "--class", help="generators: the class to make (default: all)"),
     fmt: str = typer.Option("json", "--format", help=f"results on stdout as {' | '.join(RESULT_FORMATS)}"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON to this file instead"),
     explain: bool = typer.Option(False, "--explain", help="also write explanations (e.g. Grad-CAM overlays)"),
@@ -234,7 +236,10 @@ def predict(
                 fail("--ray-address needs --engine ray")
             task = load_model(model_dir, device, strict, quiet, key_file, precision)
             options = {"skip_bad": True} if skip_bad else {}
-            results = task.predict([str(p) for p in inputs], out_dir=out, explain=explain, **options)
+            from .predict_options import predict_options
+
+            options.update(predict_options(task, {"n": n, "class_name": class_name}, bool(inputs)))
+            results = task.predict([str(p) for p in inputs or []], out_dir=out, explain=explain, **options)
             name = task.name
     skipped = sum(1 for r in results if r.get("skipped"))
     show(rows_table(results, f"{name}: predictions"))

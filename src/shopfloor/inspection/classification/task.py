@@ -73,6 +73,7 @@ from .calibration import (
 )
 from .models import CLASSIFIER_MODELS, EfficientNetClassifier, build_classifier
 from .stages import class_loss, finetune, seconds_per_image, train_head, view_logits
+from .synthetic_mix import add_synthetic, plan_synthetic
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,11 @@ class DefectClassificationConfig(StrictModel):
     imbalance_ratio: float = Field(3.0, ge=1, description="auto balanced sampling: largest/smallest class count "
                                    "above which it is switched on")
     augment: AugmentConfig = AugmentConfig()
+    synthetic: str | None = Field(None, description="a defect-synthesis model directory: its generated images join "
+                                  "the training split (never validation or test)")
+    synthetic_per_class: int = Field(100, ge=1, description="with synthetic: generated images per class")
+    synthetic_classes: list[str] | None = Field(None, description="with synthetic: the classes to generate (a,b on "
+                                                "the CLI); default: every class the generator and the data share")
     feature_views: int = Field(3, ge=0, description="augmented views per image when training the head on "
                                "frozen pretrained features (0 = originals only)")
     finetune_epochs: int = Field(0, ge=0, description="then fine-tune the pretrained network this many epochs "
@@ -115,6 +121,11 @@ class DefectClassificationConfig(StrictModel):
     temperature: Literal["auto"] | float = Field("auto", description="softmax temperature in the graph; auto: "
                                                  "fitted on the validation split (1 = uncalibrated)")
     training: TrainingConfig = TrainingConfig(epochs=40, batch_size=64, learning_rate=2e-3, patience=6)
+
+    @field_validator("synthetic_classes", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
     @field_validator("temperature")
     @classmethod
@@ -260,7 +271,9 @@ class DefectClassification(Task):
         labels = np.asarray(dataset.labels)
         train_idx, val_idx = stratified_split(labels, train_cfg.val_fraction, train_cfg.seed)
         self.data_fingerprint = fingerprint_files(dataset.paths, dataset.root)
-        counts = np.bincount(labels[train_idx], minlength=len(dataset.classes))
+        synthetic = plan_synthetic(cfg.synthetic, cfg.synthetic_per_class, cfg.synthetic_classes, dataset.classes)
+        counts = np.bincount(np.concatenate([labels[train_idx], synthetic.labels if synthetic else []]).astype(int),
+                             minlength=len(dataset.classes))
         sampling = sampling_decision(counts, cfg.balanced_sampling, cfg.imbalance_ratio)
         self.state["sampling"] = sampling
         balanced = sampling["balanced_sampling"]
@@ -280,7 +293,8 @@ class DefectClassification(Task):
                 self.state["image_spec"] = self._spec(size, bit_depth).model_dump()
                 images, _ = read_frames(dataset.paths, self.image_spec, progress=train_cfg.progress,
                                         desc=f"reading training images at {size} px")
-        train = (images[train_idx], train_labels)
+        train = add_synthetic((images[train_idx], train_labels), synthetic, self.image_spec, train_cfg.seed,
+                              self.state)
         val = (images[val_idx], val_labels)
         del images
         model = self.build_model(pretrained=cfg.pretrained)
