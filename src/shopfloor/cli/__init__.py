@@ -36,10 +36,16 @@ from .output import (  # noqa: E402
     write_result,
 )
 from .runs import load_model, predict_on_ray_engine, stream_opcua, task_help, user_errors  # noqa: E402
+from .recommend import recommend as recommend_command  # noqa: E402
+from .check import check as check_command  # noqa: E402
+from .suggest import fold_in_labels, suggest as suggest_command  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep learning for the factory floor: train, evaluate, explain and deploy.")
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+app.command(name="recommend")(recommend_command)
+app.command(name="check")(check_command)
+app.command(name="suggest")(suggest_command)
 VERBOSE = typer.Option(False, "--verbose", "-v", help="also show library logs and warnings (Lightning banners and "
                        "tips, deprecations) and tracebacks of internal errors")
 QUIET = typer.Option(False, "--quiet", "-q", help="only results, warnings and errors (no tables or notes)")
@@ -89,6 +95,8 @@ def train(
     strategy: Optional[str] = typer.Option(None, help="Lightning strategy, e.g. ddp"),
     key_file: Optional[Path] = typer.Option(None, "--key-file", help="sign the written model directory with this "
                                             "key file (see `shopfloor sign`)"),
+    add_labels: Optional[Path] = typer.Option(None, "--add-labels", help="a CSV (path,label) filled in from "
+                                              "`shopfloor suggest`: these items join the training data"),
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
     show_help: bool = typer.Option(False, "--help", "-h", help="show this help; with TASK, every option of TASK"),
@@ -121,7 +129,8 @@ def train(
             from shopfloor.core.artifact import read_key
 
             read_key(key_file)  # a bad key file is refused before training, not after
-        instance.fit(None if data is None else str(data), out_dir=out)
+        fit_data = None if data is None else fold_in_labels(task_cls, data, add_labels) if add_labels else str(data)
+        instance.fit(fit_data, out_dir=out)
         if key_file is not None and getattr(instance, "is_global_zero", True):
             from shopfloor.core.artifact import sign_artifact
 

@@ -194,6 +194,26 @@ class Task(ABC):
             row["out_of_range"] = bool(columns)
             row["out_of_range_columns"] = list(columns)
 
+    # ----------------------------------------------------------------- data quality (`shopfloor check`, `suggest`)
+    @classmethod
+    def quality_data(cls, data: Any, model: "Task | None" = None, **options: Any) -> Any:
+        """What `shopfloor check` examines in ``data``: a :class:`shopfloor.core.quality.QualityData` (items,
+        labels, embeddings or out-of-fold probabilities, per-item facts, table). ``model``: a fitted task of this
+        kind whose features the check may use. Tasks that support the check override this."""
+        raise ConfigError(f"`shopfloor check` does not support {cls.name} yet; tasks with a check: see `shopfloor "
+                          "check --help`")
+
+    def labelling_candidates(self, pool: Any, **options: Any) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """For `shopfloor suggest`: (names, class probabilities from the deployed graph, embeddings or None) of the
+        unlabelled items in ``pool``. Tasks that support active learning override this."""
+        raise ConfigError(f"`shopfloor suggest` does not support {self.name} models yet")
+
+    @classmethod
+    def with_added_labels(cls, data: Any, labels: Sequence[Any]) -> Any:
+        """``data`` with the items a labeller labelled (:class:`shopfloor.core.quality.active.NewLabel`) folded
+        in, as ``fit`` takes it (`train --add-labels`). Tasks that support active learning override this."""
+        raise ConfigError(f"`train --add-labels` does not support {cls.name} yet")
+
     def table_columns(self) -> TableColumns | None:
         """For a fitted ``table`` task: the columns each input row carries (:class:`TableColumns`); ``None`` where
         the task does not declare them."""

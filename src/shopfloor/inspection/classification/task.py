@@ -526,6 +526,26 @@ class DefectClassification(Task):
                     rows[i]["explanation"] = str(file)
         return finish_predictions(self, rows, errors, names, infos, spec, skip_bad, key="path")
 
+    # ----------------------------------------------------------------- data quality (see ..quality)
+    @classmethod
+    def quality_data(cls, data: Any, model: Task | None = None, **options: Any) -> Any:
+        """Class folders (or train/ and test/ of class folders) for `shopfloor check`: backbone embeddings, content
+        hashes, image facts; with ``model`` its own features and input size."""
+        from ..quality import image_quality_data
+
+        return image_quality_data(data, model=model, **options)
+
+    def labelling_candidates(self, pool: Any, **options: Any) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        from ..quality import image_labelling_candidates
+
+        return image_labelling_candidates(self, pool, **options)
+
+    @classmethod
+    def with_added_labels(cls, data: Any, labels: Sequence[Any]) -> LabelledImages:
+        from ..quality import add_image_labels
+
+        return add_image_labels(LabelledImages.from_folder(data, min_per_class=1), labels)
+
     @classmethod
     def demo(cls, out_dir: Path) -> dict[str, Any]:
         """Synthetic scratches/spots/cracks: generate, train, evaluate, export, predict with explanation."""
