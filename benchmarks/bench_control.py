@@ -7,10 +7,12 @@ Parts (each fits one CPU-lock hold; results are merged into benchmarks/results/c
   randomised plants, the exported ONNX policy against the PID (SIMC from a step test, then optimised on the nominal
   plant). Targets: IAE >= 20 % below the PID with no more violations on the nominal plant; ahead of it on the
   randomised plants.
+- ``reach``: TQC + HER on panda-gym's ``PandaReach-v3`` (PyBullet), 100 seeded episodes against the scripted
+  controller (straight at the goal). Target: success rate >= 0.95.
 - ``dispatching``: PPO choosing the dispatching rule on ``shopfloor/Dispatching-v0``, 100 seeded episodes against
   every single rule (FIFO, SPT, EDD, SETUP, MSLACK). Target: mean tardiness below the best rule.
 
-Usage: python benchmarks/bench_control.py --part thermal|dispatching [--seconds 420] [--algo sac] [--out DIR]
+Usage: python benchmarks/bench_control.py --part thermal|dispatching|reach [--seconds 420] [--algo sac] [--out DIR]
 """
 
 from __future__ import annotations
@@ -91,9 +93,27 @@ def dispatching(args: argparse.Namespace) -> dict:
         "target_met": bool(change["ci95_high"] < 0), "model": str(out / "model")}}
 
 
+def reach(args: argparse.Namespace) -> dict:
+    out = Path(args.out) / "reach"
+    task = Control(env="PandaReach-v3", algo="tqc", her=True, timesteps=args.timesteps, max_seconds=args.seconds,
+                   n_envs=2, eval_freq=2_000, eval_episodes=20, target_success_rate=0.95, checkpoint_freq=0,
+                   gamma=0.95, training={"progress": False, "seed": 0, "batch_size": 2048, "learning_rate": 1e-3},
+                   algo_kwargs={"tau": 0.05, "policy_kwargs": {"net_arch": [64, 64], "n_critics": 1}})
+    task.fit(None, out / "model")
+    metrics = task.evaluate(None, report_dir=out / "report", episodes=args.episodes, seed=0)
+    training = task.state["training"]
+    return {"reach": {
+        "env": "PandaReach-v3 (panda-gym 3.0.7, PyBullet)", "algo": "tqc+her", "timesteps": training["timesteps"],
+        "training_seconds": training["seconds"], "stopped_early": training["stopped_early"], "n_envs": 2,
+        "budget_seconds": args.seconds, "evaluation": _keep(metrics),
+        "success_rate": metrics["success_rate"],
+        "scripted_success_rate": metrics["per_controller"]["scripted"]["success_rate"],
+        "target_met": bool(metrics["success_rate"] >= 0.95), "model": str(out / "model")}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=("thermal", "dispatching"), required=True)
+    parser.add_argument("--part", choices=("thermal", "dispatching", "reach"), required=True)
     parser.add_argument("--algo", default="sac")
     parser.add_argument("--seconds", type=float, default=420.0)
     parser.add_argument("--timesteps", type=int, default=1_000_000)
@@ -101,14 +121,14 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/shopfloor-bench-control")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    figures = thermal(args) if args.part == "thermal" else dispatching(args)
+    figures = {"thermal": thermal, "dispatching": dispatching, "reach": reach}[args.part](args)
     figures[args.part]["load_average_before"] = load_before
     figures[args.part]["load_average_after"] = os.getloadavg()
     previous = RESULTS / "control.json"
     merged = {}
     if previous.is_file():
         stored = json.loads(previous.read_text())
-        merged = {k: stored[k] for k in ("thermal", "dispatching") if k in stored}
+        merged = {k: stored[k] for k in ("thermal", "dispatching", "reach") if k in stored}
     merged.update(figures)
     write_result("control", merged)
     print(json.dumps({k: v for k, v in figures[args.part].items() if k not in ("nominal", "randomised_30pct",

@@ -33,6 +33,8 @@ def run_demo(out: str | Path = "demo_out", only: Sequence[str] | None = None,
         summary = get_task(name).demo(out / name)
         summary["seconds"] = round(time.perf_counter() - start, 1)
         console.print(f"{name}: done in {summary['seconds']} s; report at {summary.get('report')}", markup=False)
+        if summary.get("comparison"):  # e.g. control: the trained policy beside the classical controller
+            console.print(f"{name}: {summary['comparison']}", markup=False)
         summaries.append(summary)
     if line:
         console.rule("[bold]demo: on the line (HTTP server + records)")

@@ -38,6 +38,20 @@ class FixedRule:
         return self.index
 
 
+class ScriptedReach:
+    """Robot reach: move the end effector straight at the goal, ``gain`` x the remaining offset, clipped."""
+
+    def __init__(self, gain: float = 10.0):
+        self.gain = float(gain)
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+    def act(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        offset = np.asarray(observation["desired_goal"]) - np.asarray(observation["achieved_goal"])
+        return np.clip(self.gain * offset, -1.0, 1.0).astype(np.float32)
+
+
 def tune_baselines(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
     """Commission ``env_id``'s baselines on its nominal settings; ``{}`` for environments without any."""
     if env_id == THERMAL:
@@ -48,6 +62,8 @@ def tune_baselines(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
         from .envs.dispatching import RULES
 
         return {rule.lower(): {"rule": i} for i, rule in enumerate(RULES)}
+    if env_id.startswith("PandaReach"):
+        return {"scripted": {"gain": 10.0}}
     return {}
 
 
@@ -60,9 +76,11 @@ def make_baselines(env_id: str, record: dict[str, Any]) -> dict[str, Controller]
         return {"pid": PID(gains["kc"], gains["ti"], gains["td"], gains["dt"])}
     if env_id == DISPATCHING:
         return {name: FixedRule(entry["rule"]) for name, entry in record.items()}
+    if env_id.startswith("PandaReach") and "scripted" in record:
+        return {"scripted": ScriptedReach(record["scripted"]["gain"])}
     if record:
         raise ConfigError(f"no baseline controllers are known for {env_id!r} (stored: {sorted(record)})")
     return {}
 
 
-__all__ = ["Controller", "FixedRule", "make_baselines", "tune_baselines"]
+__all__ = ["Controller", "FixedRule", "ScriptedReach", "make_baselines", "tune_baselines"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Check
 from shopfloor.core.errors import ConfigError
 
 from .envs import register_environments
+from .spaces import observation_keys
 
 VALIDATION_SEED = 10_000  # validation episodes: seeds 10_000...; evaluation defaults to 0...; training 100_000...
 TRAINING_SEED = 100_000
@@ -41,6 +43,11 @@ OFF_POLICY = ("sac", "td3", "tqc")
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
     """``gym.make(env_id, **env_kwargs)`` with the mistakes a user makes turned into :class:`ConfigError`."""
     register_environments()  # in simulator processes too
+    if env_id not in gym.registry and env_id.startswith("Panda"):
+        try:
+            importlib.import_module("panda_gym")  # registers the Panda robot tasks
+        except ImportError:
+            raise ConfigError(f"{env_id} is a panda-gym (PyBullet) robot task: pip install panda-gym") from None
     if env_id not in gym.registry:
         known = sorted(k for k in gym.registry if k.startswith("shopfloor/"))
         raise ConfigError(f"unknown environment {env_id!r}; the shopfloor environments are {', '.join(known)} "
@@ -69,9 +76,10 @@ def check_spaces(env: gym.Env, algo: str, her: bool) -> None:
             problems.append("--her needs a goal-conditioned environment (Dict observation with 'desired_goal')")
         if algo not in OFF_POLICY:
             problems.append(f"--her needs an off-policy algorithm ({', '.join(OFF_POLICY)}), got {algo}")
-    if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
-        problems.append(f"the observation space must be a flat Box (got {obs}); Dict/image observations are not "
-                        "exportable by this task yet")
+    parts = list(obs.spaces.values()) if isinstance(obs, gym.spaces.Dict) else [obs]
+    if not all(isinstance(p, gym.spaces.Box) and len(p.shape) == 1 for p in parts):
+        problems.append(f"the observation space must be a flat Box or a Dict of flat Boxes (got {obs}); image "
+                        "observations are not exportable by this task yet")
     if isinstance(act, gym.spaces.Discrete):
         if algo in OFF_POLICY:
             problems.append(f"{algo} needs a continuous (Box) action space; for {act} use --algo ppo")
@@ -178,7 +186,8 @@ class Validation(BaseCallback):
             obs, _ = self.env.reset(seed=VALIDATION_SEED + i)
             total, done, info = 0.0, False, {}
             while not done:
-                normed = venv.normalize_obs(obs[None]) if venv is not None else obs[None]
+                batch = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else obs[None]
+                normed = venv.normalize_obs(batch) if venv is not None else batch
                 action, _ = self.model.predict(normed, deterministic=True)
                 obs, reward, terminated, truncated, info = self.env.step(action[0])
                 total += float(reward)
@@ -256,7 +265,17 @@ def train_policy(cfg: Any, log_dir: Path | None) -> TrainedPolicy:
     started = time.perf_counter()
     try:
         kwargs = hyperparameters(cfg, n_envs, int(np.prod(probe.action_space.shape or (1,))))
-        model = algorithm_class(cfg.algo)("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **kwargs)
+        goal_conditioned = isinstance(probe.observation_space, gym.spaces.Dict)
+        if cfg.her:
+            from stable_baselines3 import HerReplayBuffer
+
+            horizon = (probe.spec.max_episode_steps if probe.spec else None) or 100
+            kwargs["learning_starts"] = max(kwargs.get("learning_starts", 0), 2 * horizon * n_envs)  # whole episodes
+
+            kwargs.setdefault("replay_buffer_class", HerReplayBuffer)
+            kwargs.setdefault("replay_buffer_kwargs", {"n_sampled_goal": 4, "goal_selection_strategy": "future"})
+        policy = "MultiInputPolicy" if goal_conditioned else "MlpPolicy"
+        model = algorithm_class(cfg.algo)(policy, venv, seed=seed, device="cpu", verbose=0, **kwargs)
         curve = LearningCurve()
         validation = Validation(cfg.env, dict(cfg.env_kwargs), cfg.eval_freq, cfg.eval_episodes,
                                 cfg.target_success_rate)
@@ -274,8 +293,10 @@ def train_policy(cfg: Any, log_dir: Path | None) -> TrainedPolicy:
         best_steps = validation.restore_best()
         seconds = time.perf_counter() - started
         norm = model.get_vec_normalize_env()
-        return TrainedPolicy(algorithm=model, obs_mean=np.asarray(norm.obs_rms.mean, np.float64),
-                             obs_var=np.asarray(norm.obs_rms.var, np.float64), obs_clip=clip,
+        keys = observation_keys(probe.observation_space)
+        rms = [norm.obs_rms] if keys is None else [norm.obs_rms[k] for k, _ in keys]
+        return TrainedPolicy(algorithm=model, obs_mean=np.concatenate([np.ravel(r.mean) for r in rms]),
+                             obs_var=np.concatenate([np.ravel(r.var) for r in rms]), obs_clip=clip,
                              curve=curve.episodes, validation=validation.history, seconds=seconds,
                              timesteps=int(model.num_timesteps), stopped_early=validation.stopped_early,
                              best_timesteps=best_steps)
