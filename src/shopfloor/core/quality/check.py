@@ -16,6 +16,13 @@ IMBALANCE_RATIO = 3.0  # largest / smallest class above this is reported
 FEW_PER_CLASS = 10  # classes with fewer items are reported
 EXPOSURE_CLIPPED = 0.5  # more than this share of pixels at black or white
 SHOWN = 50  # items listed per finding in the report (the JSON has all)
+LABEL_ACTIONS = {
+    "image": "Look at each, most suspicious first: relabel the ones that are wrong (move the file to the right class "
+             "folder), remove the ones that show no part or no defect",
+    "table": "Check the records, most suspicious first, against the plant's log: fix the wrong labels. A simple "
+             "out-of-fold model doubts records it cannot explain, so a record whose outcome depends on a pattern "
+             "it misses (or on a cause not in the table) is listed too: treat the list as where to look first",
+}
 
 
 @dataclass
@@ -79,8 +86,7 @@ def run_checks(data: QualityData, folds: int = 5, seed: int = 0, method: str = "
     if issues:
         findings.append(Finding(
             "label_errors", "warning", f"{len(issues)} item(s) whose label the out-of-fold model doubts "
-            "(confident learning)", "Look at each, most suspicious first: relabel the ones that are wrong (move the "
-            "file to the right class folder), remove the ones that show no part or no defect",
+            "(confident learning)", LABEL_ACTIONS.get(data.kind, LABEL_ACTIONS["image"]),
             [{"name": data.names[i.index], "given": data.classes[i.given], "suggested": data.classes[i.suggested],
               "score": round(i.score, 4)} for i in issues]))
     if data.image_facts is not None:

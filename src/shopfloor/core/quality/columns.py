@@ -74,13 +74,13 @@ def drift_score(values: np.ndarray) -> dict[str, float] | None:
 def duplicate_rows(frame: Any, labels: np.ndarray | None = None) -> tuple[list[list[int]], list[list[int]]]:
     """Groups of records (positions) with identical values in every column, and among them the groups whose
     ``labels`` differ (conflicting labels for the same input)."""
-    if len(frame) == 0:
+    import pandas as pd
+
+    if len(frame) == 0 or not len(frame.columns):
         return [], []
-    keys = frame.astype(str).agg("\x1f".join, axis=1) if len(frame.columns) else None
-    if keys is None:
-        return [], []
-    groups: dict[str, list[int]] = {}
-    for i, key in enumerate(keys.to_numpy()):
+    keys = pd.util.hash_pandas_object(frame, index=False).to_numpy()  # 64-bit row hashes (missing values too)
+    groups: dict[int, list[int]] = {}
+    for i, key in enumerate(keys.tolist()):
         groups.setdefault(key, []).append(i)
     dup = [g for g in groups.values() if len(g) > 1]
     conflicting = [g for g in dup if labels is not None and len({int(labels[i]) for i in g}) > 1]

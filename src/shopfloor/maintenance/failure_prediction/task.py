@@ -182,6 +182,13 @@ class FailurePrediction(Task):
     def modes(self) -> list[str]:
         return list(self.state["modes"])
 
+    @classmethod
+    def quality_data(cls, data: Any, model: Task | None = None, **options: Any) -> Any:
+        """The table for `shopfloor check`: the target as label; failure-mode and identifier columns left out."""
+        from ..quality import failure_table_quality_data
+
+        return failure_table_quality_data(model.config if model is not None else cls.Config(), data)
+
     def table_columns(self) -> TableColumns:
         """The raw numeric and categorical columns each record carries (derived features are computed)."""
         self.require_model()
