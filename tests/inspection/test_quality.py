@@ -116,3 +116,29 @@ def test_suggest_then_train_with_added_labels(root, tmp_path):
     wrong = invoke("train", "defect-classification", "--data", train, "--add-labels", sheet, "--out",
                    tmp_path / "m3", *fast)
     assert wrong.exit_code == 2 and "dent" in wrong.output and "not classes" in wrong.output
+
+
+def test_check_with_a_model_uses_its_own_features(root):
+    import torch
+    from torch import nn
+    from types import SimpleNamespace
+
+    from shopfloor.inspection.images import ImageSpec
+    from shopfloor.inspection.quality import image_quality_data
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 5, 3)
+
+        def features(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x / 255).mean(dim=(2, 3))
+
+    model = SimpleNamespace(torch_model=Tiny().eval(), image_spec=ImageSpec(height=32, width=32),
+                            config=SimpleNamespace(model="tiny"))
+    data = image_quality_data(root / "test", model=model)
+    assert data.embeddings.shape == (13, 5)
+    assert "the model's own trained tiny at 32 px" in data.notes[0]
+    plain = image_quality_data(root / "test", model=SimpleNamespace(torch_model=nn.Linear(2, 2), config=model.config),
+                               image_size=32)
+    assert plain.embeddings.shape == (13, 2560) and "no pooled-feature layer" in plain.notes[0]
