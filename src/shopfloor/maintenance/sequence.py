@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from shopfloor.core.custom import ModelContract, build_user_model, is_user_model
 from shopfloor.core.errors import ConfigError
 
 
@@ -171,8 +172,12 @@ def build_sequence_model(name: str, in_channels: int, out_features: int, seq_len
                          **options: Any) -> nn.Module:
     """Construct a sequence model by ``--model`` name; ``options`` go to its class (e.g. ``dropout``).
 
-    Input ``(batch, in_channels, seq_len)``, output ``(batch, out_features)``.
+    Input ``(batch, in_channels, seq_len)``, output ``(batch, out_features)``. A user model (``--model
+    package.module:Class`` or a .yaml layer list) is built and checked against that contract.
     """
+    if is_user_model(name) and seq_len:
+        contract = ModelContract((in_channels, seq_len), out_features, "channels x time, standardised")
+        return build_user_model(name, options, contract)
     if name not in SEQUENCE_MODELS:
         raise ConfigError(f"unknown sequence model {name!r}; choose one of: {', '.join(SEQUENCE_MODELS)}")
     try:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shopfloor.core.custom import ModelContract, build_user_model, is_user_model
+from shopfloor.core.errors import ConfigError
+
 from ..backbones import PixelNormalize, efficientnet_lite
 
 CLASSIFIER_MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "simple-cnn")
@@ -73,8 +76,34 @@ class SimpleCNN(nn.Module):
         return self.dense(self.conv(self.normalize(x)))
 
 
-def build_classifier(name: str, num_classes: int, image_size: int, pretrained: bool = True) -> nn.Module:
-    """Classifier by CLI name (see ``CLASSIFIER_MODELS``)."""
+class UserClassifier(nn.Module):
+    """A user's network (``--model package.module:Class`` or a .yaml layer list) behind the same pixel
+    normalisation as the built-ins: it gets (N, 3, H, W) RGB scaled to about -1..1 and returns (N, classes) logits."""
+
+    def __init__(self, name: str, options: dict, num_classes: int, image_size: int):
+        super().__init__()
+        self.normalize = PixelNormalize()
+        contract = ModelContract((3, image_size, image_size), num_classes, "RGB, (pixel - 127) / 128; gray images "
+                                 "as three equal channels", "class logits")
+        self.net = build_user_model(name, options, contract)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The last 2D convolution of the user's network (what Grad-CAM explains)."""
+        convs = [m for m in self.net.modules() if isinstance(m, nn.Conv2d)]
+        if not convs:
+            raise ConfigError("this model has no 2D convolution for Grad-CAM to explain; predict without --explain")
+        return convs[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
+def build_classifier(name: str, num_classes: int, image_size: int, pretrained: bool = True,
+                     options: dict | None = None) -> nn.Module:
+    """Classifier by CLI name (see ``CLASSIFIER_MODELS``), or a user model (class path / ``layers``)."""
+    if is_user_model(name):
+        return UserClassifier(name, options or {}, num_classes, image_size)
     if name == "simple-cnn":
         return SimpleCNN(num_classes)
     return EfficientNetClassifier(num_classes, backbone=name, image_size=image_size, pretrained=pretrained)

@@ -27,7 +27,8 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from shopfloor.core.artifact import fingerprint_files
-from shopfloor.core.config import StrictModel, TrainingConfig
+from shopfloor.core.config import TrainingConfig
+from shopfloor.core.custom import UserModelConfig, model_field
 from shopfloor.core.errors import ConfigError, DataError
 from shopfloor.core.metrics import classification_metrics
 from shopfloor.core.split import stratified_split
@@ -78,10 +79,11 @@ from .synthetic_mix import add_synthetic, plan_synthetic
 log = logging.getLogger(__name__)
 
 
-class DefectClassificationConfig(StrictModel):
+class DefectClassificationConfig(UserModelConfig):
     """Settings of the defect-classification task."""
 
-    model: Literal[CLASSIFIER_MODELS] = "efficientnet-lite0"  # type: ignore[valid-type]
+    builtin_models = CLASSIFIER_MODELS
+    model: str = model_field("efficientnet-lite0", CLASSIFIER_MODELS)
     pretrained: bool = True
     auto: bool = Field(False, description="choose the input size, how far to fine-tune and test-time augmentation "
                        "on the validation split (pretrained EfficientNet); false: the fixed values given here. Off "
@@ -89,7 +91,7 @@ class DefectClassificationConfig(StrictModel):
     auto_budget_seconds: float = Field(600.0, gt=0, description="auto: time budget for the fine-tuning "
                                        "candidates (each is skipped when its measured cost does not fit)")
     auto_finetune_epochs: int = Field(8, ge=2, description="auto: most epochs of a fine-tuning candidate")
-    image_size: int = Field(224, ge=32, description="square input size; multiples of 32 suit EfficientNet (with "
+    image_size: int = Field(224, ge=16, description="square input size; multiples of 32 suit EfficientNet (with "
                             "auto: the size the candidates are built around)")
     keep_aspect: bool = Field(False, description="letterbox images instead of stretching them")
     bit_depth: Literal["auto", 8, 10, 12, 14, 16] = Field(
@@ -230,7 +232,7 @@ class DefectClassification(Task):
 
     def build_model(self, pretrained: bool = False, image_size: int | None = None) -> nn.Module:
         return build_classifier(self.config.model, len(self.classes), image_size or self.config.image_size,
-                                pretrained=pretrained)
+                                pretrained=pretrained, options=self.config.model_options)
 
     def export_module(self) -> nn.Module:
         return CalibratedOutput(self.require_model(), self.temperature, self.tta_flips,

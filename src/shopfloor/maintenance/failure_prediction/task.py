@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from shopfloor.core.artifact import fingerprint_arrays
 from shopfloor.core.config import StrictModel, TrainingConfig
+from shopfloor.core.custom import ModelContract, UserModelConfig, build_user_model, is_user_model, model_field
 from shopfloor.core.errors import DataError
 from shopfloor.core.ranges import InputRanges
 from shopfloor.core.task import OnnxSignature, TableColumns, Task, batched, read_inputs, to_jsonable
@@ -67,7 +68,7 @@ class FailureTrainingConfig(TrainingConfig):
                           "schedule run out (the best validation-loss checkpoint is kept)")
 
 
-class FailurePredictionConfig(StrictModel):
+class FailurePredictionConfig(UserModelConfig):
     """Settings of the failure-prediction task."""
 
     target: str = Field("Machine failure", description="0/1 column: did the record end in a failure")
@@ -84,7 +85,8 @@ class FailurePredictionConfig(StrictModel):
                           "'at least this category' features); default: AI4I's Type L < M < H when present")
     impute: bool = Field(False, description="fill missing values with training medians / most frequent category")
     max_categories: int = Field(50, ge=2)
-    model: Literal["mlp"] = "mlp"
+    builtin_models = ("mlp",)
+    model: str = model_field("mlp", ("mlp",), "network on the encoded features (hidden/dropout shape the mlp)")
     hidden: list[int] = Field(default_factory=lambda: [128, 128])
     dropout: float = Field(0.1, ge=0, lt=1)
     wide: bool = Field(True, description="add a linear (wide) layer on the encoded features to the MLP's logits")
@@ -227,7 +229,11 @@ class FailurePrediction(Task):
         features = TabularFeatures(len(numeric), derived, [len(c) for c in schema.categorical.values()],
                                    n_bins=0 if self.config.binning == "none" else self.config.bins, crosses=crosses,
                                    ordinal_crosses=ordinal_crosses)
-        return TabularNet(features, 1 + len(self.modes), self.config.hidden, self.config.dropout, self.config.wide)
+        net = TabularNet(features, 1 + len(self.modes), self.config.hidden, self.config.dropout, self.config.wide)
+        if is_user_model(self.config.model):  # the user's network replaces the MLP on the encoded features
+            net.mlp = build_user_model(self.config.model, self.config.model_options, ModelContract(
+                (features.out_features,), 1 + len(self.modes), "encoded features", "logits: failure, then modes"))
+        return net
 
     def build_model(self) -> nn.Module:
         schema = self.schema

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shopfloor.core.custom import is_user_model
 from shopfloor.core.errors import ConfigError
 
 from ..sequence import SEQUENCE_MODELS, build_sequence_model
@@ -91,7 +92,7 @@ def build_vibration_model(name: str, in_channels: int, n_classes: int, segment_l
         except TypeError as exc:
             raise ConfigError(f"invalid option for model 'wdcnn': {exc}") from exc
         return SignalClassifier(backbone, in_channels, frame=1, normalization=normalization)
-    if name not in SEQUENCE_MODELS:
+    if name not in SEQUENCE_MODELS and not is_user_model(name):
         raise ConfigError(f"unknown vibration model {name!r}; choose one of: {', '.join(VIBRATION_MODELS)}")
     if segment_length % frame:
         raise ConfigError(f"segment_length {segment_length} must be a multiple of frame {frame}")

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from shopfloor.core.artifact import fingerprint_arrays
 from shopfloor.core.config import StrictModel, TrainingConfig
+from shopfloor.core.custom import UserModelConfig, model_field
 from shopfloor.core.errors import DataError
 from shopfloor.core.heads import SoftmaxOutput
 from shopfloor.core.metrics import classification_metrics
@@ -55,10 +56,11 @@ class FaultTrainingConfig(TrainingConfig):
     patience: int = Field(6, ge=1)
 
 
-class FaultDiagnosisConfig(StrictModel):
+class FaultDiagnosisConfig(UserModelConfig):
     """Settings of the fault-diagnosis task."""
 
-    model: Literal[VIBRATION_MODELS] = "wdcnn"  # type: ignore[valid-type]
+    builtin_models = VIBRATION_MODELS
+    model: str = model_field("wdcnn", VIBRATION_MODELS)
     model_options: dict[str, Any] = Field(default_factory=dict, description="extra keyword options of the model")
     frame: int = Field(32, ge=1, description="samples folded into one step for lstm/gru/transformer/cnn1d")
     normalization: Literal[NORMALIZATIONS] = Field(  # type: ignore[valid-type]

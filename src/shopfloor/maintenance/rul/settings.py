@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from shopfloor.core.config import StrictModel, TrainingConfig
+from shopfloor.core.custom import UserModelConfig, model_field
 
 from ..histories import HistorySpec
 from ..sequence import SEQUENCE_MODELS
@@ -23,8 +24,10 @@ class RULTrainingConfig(TrainingConfig):
     patience: int = Field(8, ge=1, description="early-stopping patience in epochs on the validation loss")
 
 
-class RULConfig(StrictModel):
+class RULConfig(UserModelConfig):
     """Settings of the remaining-useful-life task."""
+
+    builtin_models = tuple(SEQUENCE_MODELS)
 
     data: HistorySpec = HistorySpec()
     window: int = Field(30, ge=2, description="cycles per input window")
@@ -41,7 +44,7 @@ class RULConfig(StrictModel):
     age_feature: bool = Field(
         True, description="feed the time column (cycles since the unit's history began) to the model as an input; "
         "needs real cycle counts at predict time")
-    model: Literal[tuple(SEQUENCE_MODELS)] = Field("cnn1d", description="sequence model")  # type: ignore[valid-type]
+    model: str = model_field("cnn1d", tuple(SEQUENCE_MODELS), "sequence model")
     model_options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the model class")
     input_noise: float = Field(0.2, ge=0, description="std of Gaussian noise added to normalised inputs in training")
     epoch_windows: int = Field(16384, ge=0, description="training windows drawn at random per epoch (0 = all)")
