@@ -168,3 +168,5 @@ def test_yaml_file_becomes_layers_in_the_config(tmp_path):
         DefectClassification(model="resnet")
     with pytest.raises(ConfigError, match="drop model_options"):
         DefectClassification(model=str(path), model_options={"width": 3})
+    with pytest.raises(ConfigError, match="the built-in 'simple-cnn' takes none"):
+        DefectClassification(model="simple-cnn", model_options={"width": 3})

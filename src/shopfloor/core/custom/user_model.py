@@ -135,6 +135,7 @@ class UserModelConfig(StrictModel):
     """
 
     builtin_models: ClassVar[tuple[str, ...]] = ()
+    builtin_options: ClassVar[bool] = True  # whether the built-ins take model_options (else they are refused)
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="keyword options of the model class (a built-in or --model "
         "package.module:Class); with --model layers, {layers: [...]}")
@@ -156,7 +157,11 @@ class UserModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_layers(self) -> "UserModelConfig":
-        if getattr(self, "model", None) == LAYERS_MODEL:
+        model = getattr(self, "model", None)
+        if not self.builtin_options and self.model_options and not is_user_model(model):
+            raise ConfigError(f"model_options are for your own model (package.module:Class or a layer list); the "
+                              f"built-in {model!r} takes none: drop --model-options")
+        if model == LAYERS_MODEL:
             options = self.model_options
             unknown = sorted(set(options) - {"layers"})
             if "layers" not in options or unknown:

@@ -82,7 +82,7 @@ log = logging.getLogger(__name__)
 class DefectClassificationConfig(UserModelConfig):
     """Settings of the defect-classification task."""
 
-    builtin_models = CLASSIFIER_MODELS
+    builtin_models, builtin_options = CLASSIFIER_MODELS, False
     model: str = model_field("efficientnet-lite0", CLASSIFIER_MODELS)
     pretrained: bool = True
     auto: bool = Field(False, description="choose the input size, how far to fine-tune and test-time augmentation "

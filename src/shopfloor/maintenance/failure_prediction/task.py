@@ -85,7 +85,7 @@ class FailurePredictionConfig(UserModelConfig):
                           "'at least this category' features); default: AI4I's Type L < M < H when present")
     impute: bool = Field(False, description="fill missing values with training medians / most frequent category")
     max_categories: int = Field(50, ge=2)
-    builtin_models = ("mlp",)
+    builtin_models, builtin_options = ("mlp",), False
     model: str = model_field("mlp", ("mlp",), "network on the encoded features (hidden/dropout shape the mlp)")
     hidden: list[int] = Field(default_factory=lambda: [128, 128])
     dropout: float = Field(0.1, ge=0, lt=1)
