@@ -210,6 +210,9 @@ def test_fit_evaluate_predict_save_load(recorded, tmp_path):
     task.fit(recorded, out_dir=tmp_path / "model")
     assert task.classes == ["go", "stop", UNKNOWN, SILENCE]
     assert task.state["synthesized"]["clips"] == 64 and task.metrics["n_val_clips"] > 0
+    point = task.state["operating_point"]  # chosen on validation speakers for <= 5 false accepts per hour
+    assert len(point["candidates"]) == 4 and task.smoothing == point["smoothing"] in (1, 2, 3, 5)
+    assert task.threshold == point["threshold"] and point["validation_background_seconds"] > 30
     held_out = set(task.state["training_speakers"])
     # ONNX graph == torch model (eval mode, softmax)
     x = np.random.default_rng(0).uniform(-0.3, 0.3, (3, 16000)).astype(np.float32)

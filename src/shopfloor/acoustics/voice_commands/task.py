@@ -96,7 +96,8 @@ class VoiceCommandsConfig(StrictModel):
                                          "validation _unknown_/_silence_ clips when choosing the threshold")
     operating_point_noise_minutes: float = Field(10.0, ge=0, description="generated noise streamed when "
                                                  "choosing the threshold")
-    smoothing_windows: int = Field(3, ge=1, description="windows the posteriors are averaged over")
+    smoothing_windows: int | None = Field(None, ge=1, description="windows the posteriors are averaged over; "
+                                          "default: chosen on validation with the threshold")
     hop_seconds: float = Field(0.1, gt=0, description="step between scored windows in long recordings")
     refractory_seconds: float = Field(1.0, ge=0, description="no second detection within this time")
     training: VoiceTrainingConfig = VoiceTrainingConfig()
@@ -142,9 +143,16 @@ class VoiceCommands(Task):
             return self.config.detection_threshold
         return float(self.state.get("operating_point", {}).get("threshold", 0.9))
 
-    def detector(self, threshold: float | None = None) -> DetectorSettings:
+    @property
+    def smoothing(self) -> int:
+        """Windows averaged: the configured number, else the one chosen on validation (3 before that choice)."""
+        if self.config.smoothing_windows is not None:
+            return self.config.smoothing_windows
+        return int(self.state.get("operating_point", {}).get("smoothing", 3))
+
+    def detector(self, threshold: float | None = None, smoothing: int | None = None) -> DetectorSettings:
         cfg = self.config
-        return DetectorSettings(cfg.hop_seconds, cfg.smoothing_windows, threshold or self.threshold,
+        return DetectorSettings(cfg.hop_seconds, smoothing or self.smoothing, threshold or self.threshold,
                                 cfg.refractory_seconds)
 
     # ----------------------------------------------------------------- model
@@ -268,11 +276,11 @@ class VoiceCommands(Task):
         self.export()
         probs = self.probabilities(val.audio)
         metrics = classification_metrics(y_val, probs.argmax(1), probs, self.classes)
-        self.state["operating_point"] = self._choose_operating_point(val)
+        self.choose_operating_point(val)
         self.metrics = {"val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
                         "n_train_clips": len(train), "n_val_clips": len(val), "epochs_run": summary["epochs_run"],
                         "parameters": int(sum(p.numel() for p in model.network.parameters())),
-                        "detection_threshold": self.threshold}
+                        "detection_threshold": self.threshold, "smoothing_windows": self.smoothing}
         if out_dir is not None:
             self.save(out_dir)
         return self
@@ -291,24 +299,49 @@ class VoiceCommands(Task):
         parts = [p for p in parts if len(p)]
         return power_spectra(model.frontend, np.concatenate(parts)) if parts else None
 
-    def _choose_operating_point(self, val: CommandClips) -> dict[str, Any]:
-        """The lowest threshold whose false accepts per hour on validation non-command audio (see
-        :mod:`.operating_point`) stay within ``max_false_accepts_per_hour``, and the figures behind it."""
+    def choose_operating_point(self, val: CommandClips) -> dict[str, Any]:
+        """The detector settings for validation clips ``val`` (stored in ``state``): for each smoothing length
+        (1, 2, 3, 5 windows unless ``smoothing_windows`` is set), the lowest threshold whose false accepts per
+        hour on validation non-command audio (see :mod:`.operating_point`) stay within
+        ``max_false_accepts_per_hour`` (unless ``detection_threshold`` is set); of those, the pair that recalls
+        the most validation commands streamed through the detector."""
         cfg = self.config
-        rate = cfg.sampling_rate
+        rate, window = cfg.sampling_rate, self.clip_samples
+        hop = max(1, int(round(cfg.hop_seconds * rate)))
         streams = background_streams(val.audio, val.labels, rate, cfg.operating_point_repeats, self.training.seed)
         streams += noise_streams(60 * cfg.operating_point_noise_minutes, rate, self.training.seed + 7)
         seconds = sum(len(s) for s in streams) / rate
-        if seconds == 0:
-            return {"threshold": 0.9, "chosen_on": "nothing (no validation background): 0.9 assumed"}
-        hop = max(1, int(round(cfg.hop_seconds * rate)))
-        counts = false_accepts(scored(streams, self.clip_samples, hop, self.probabilities), self.classes, rate,
-                               self.clip_samples, self.detector(0.5))
-        threshold = choose_threshold(counts, seconds, cfg.max_false_accepts_per_hour)
-        return {"threshold": threshold, "validation_background_seconds": round(seconds, 1),
-                "false_accepts_at_threshold": counts, "max_false_accepts_per_hour": cfg.max_false_accepts_per_hour,
-                "chosen_on": f"validation _unknown_/_silence_ clips (1 + {cfg.operating_point_repeats} passes) and "
-                             f"{cfg.operating_point_noise_minutes:g} min of generated noise"}
+        commands = [i for i, label in enumerate(val.labels) if label not in BACKGROUND]
+        if seconds == 0 or not commands:
+            return {"threshold": 0.9, "smoothing": 3, "chosen_on": "nothing (no validation background or "
+                    "commands): 0.9 and 3 windows assumed"}
+        background_scores = scored(streams, window, hop, self.probabilities)
+        stream, spans = command_stream(val.audio[commands], rate, seed=self.training.seed)
+        starts, frames = windows(stream, window, hop)
+        command_scores = self.probabilities(frames)
+        labels = [val.labels[i] for i in commands]
+        candidates = []
+        for smoothing in [cfg.smoothing_windows] if cfg.smoothing_windows else [1, 2, 3, 5]:
+            settings = self.detector(0.5, smoothing)
+            thresholds = (cfg.detection_threshold,) if cfg.detection_threshold else THRESHOLDS
+            counts = false_accepts(background_scores, self.classes, rate, window, settings, thresholds)
+            threshold = choose_threshold(counts, seconds, cfg.max_false_accepts_per_hour)
+            recall = streaming_recall(starts, command_scores, spans, labels, self.classes, rate, window,
+                                      self.detector(threshold, smoothing))
+            candidates.append({"smoothing": smoothing, "threshold": threshold, "validation_recall": recall["recall"],
+                               "validation_false_accepts_per_hour":
+                                   false_accepts_per_hour(counts[f"{threshold:g}"], seconds),
+                               "false_accepts_at_threshold": counts})
+        best = max(candidates, key=lambda c: (c["validation_recall"], -c["smoothing"]))
+        chosen = {**best, "validation_background_seconds": round(seconds, 1),
+                  "max_false_accepts_per_hour": cfg.max_false_accepts_per_hour,
+                  "candidates": [{k: v for k, v in c.items() if k != "false_accepts_at_threshold"}
+                                 for c in candidates],
+                  "chosen_on": f"validation _unknown_/_silence_ clips (1 + {cfg.operating_point_repeats} passes), "
+                               f"{cfg.operating_point_noise_minutes:g} min of generated noise, and "
+                               f"{len(commands)} validation commands streamed"}
+        self.state["operating_point"] = chosen
+        return chosen
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
         """Class probabilities of clip-long windows ``(n, clip_samples)`` through ONNX Runtime."""
