@@ -2,7 +2,8 @@
 
 Parts (each fits one CPU-lock hold; results are merged into benchmarks/results/control.json):
 
-- ``thermal``: SAC trained on ``shopfloor/ThermalProcess-v0`` with ±30 % domain randomisation of gain, time constant
+- ``thermal``: SAC (``--action-mode increment``: the agent steps the heater command by at most the rate limit;
+  ``absolute`` is kept under ``thermal_absolute_action``) trained on ``shopfloor/ThermalProcess-v0`` with ±30 % domain randomisation of gain, time constant
   and delay (2 simulator processes, a wall-time budget), then 100 seeded episodes on the nominal plant and 100 on
   randomised plants, the exported ONNX policy against the PID (SIMC from a step test, then optimised on the nominal
   plant). Targets: IAE >= 20 % below the PID with no more violations on the nominal plant; ahead of it on the
@@ -44,6 +45,7 @@ def _keep(metrics: dict) -> dict:
 def thermal(args: argparse.Namespace) -> dict:
     out = Path(args.out) / "thermal"
     task = Control(env="shopfloor/ThermalProcess-v0", env_kwargs={"randomize": 0.3}, algo=args.algo,
+                   action_mode=args.action_mode,
                    timesteps=args.timesteps, max_seconds=args.seconds, n_envs=2, eval_freq=10_000,
                    eval_episodes=10, checkpoint_freq=50_000, training={"progress": False, "seed": 0})
     started = time.perf_counter()
@@ -56,9 +58,10 @@ def thermal(args: argparse.Namespace) -> dict:
     pid = nominal["per_controller"]["pid"]
     reduction = -nominal["comparison"]["pid"]["iae"]["relative"]
     training = task.state["training"]
+    key = "thermal" if args.action_mode == "increment" else "thermal_absolute_action"
     return {
-        "thermal": {
-            "algo": args.algo, "train_env_kwargs": {"randomize": 0.3}, "timesteps": training["timesteps"],
+        key: {
+            "algo": args.algo, "action_mode": args.action_mode, "train_env_kwargs": {"randomize": 0.3}, "timesteps": training["timesteps"],
             "training_seconds": training["seconds"], "fit_seconds_incl_pid_tuning": round(fit_seconds, 1),
             "best_timesteps": training["best_timesteps"], "n_envs": 2, "budget_seconds": args.seconds,
             "pid_gains": {k: task.state["baselines"]["pid"][k] for k in ("kc", "ti", "td")},
@@ -115,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", choices=("thermal", "dispatching", "reach"), required=True)
     parser.add_argument("--algo", default="sac")
+    parser.add_argument("--action-mode", default="increment", choices=("increment", "absolute"))
     parser.add_argument("--seconds", type=float, default=420.0)
     parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--episodes", type=int, default=100)
@@ -122,16 +126,17 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()
     figures = {"thermal": thermal, "dispatching": dispatching, "reach": reach}[args.part](args)
-    figures[args.part]["load_average_before"] = load_before
-    figures[args.part]["load_average_after"] = os.getloadavg()
+    part = next(iter(figures))
+    figures[part]["load_average_before"] = load_before
+    figures[part]["load_average_after"] = os.getloadavg()
     previous = RESULTS / "control.json"
     merged = {}
     if previous.is_file():
         stored = json.loads(previous.read_text())
-        merged = {k: stored[k] for k in ("thermal", "dispatching", "reach") if k in stored}
+        merged = {k: stored[k] for k in ("thermal", "thermal_absolute_action", "dispatching", "reach") if k in stored}
     merged.update(figures)
     write_result("control", merged)
-    print(json.dumps({k: v for k, v in figures[args.part].items() if k not in ("nominal", "randomised_30pct",
+    print(json.dumps({k: v for k, v in figures[part].items() if k not in ("nominal", "randomised_30pct",
                                                                                "evaluation")}, indent=1))
 
 

@@ -177,3 +177,18 @@ def test_goal_conditioned_robot_reach_with_her(tmp_path):
     assert all(-1.0 <= a <= 1.0 for a in row["action"])
     result = task.evaluate(None, episodes=3)
     assert result["per_controller"]["scripted"]["success_rate"] == 1.0
+
+
+def test_increment_mode_graph_steps_from_the_previous_action():
+    """action_mode increment: the agent's output is a step of at most the rate limit; the graph adds it to the
+    previous action, so graph and SB3-plus-wrapper agree and every action is within bounds and the rate limit."""
+    task = Control(algo="sac", timesteps=300, action_mode="increment", tune_baseline=False, **TINY)
+    task.fit(None)
+    rng = np.random.default_rng(1)
+    obs = rng.normal(0, 50, (2000, 22))
+    obs[:, 6] = rng.uniform(-1, 1, 2000)
+    assert task.parity_with_sb3(obs) < 1e-5
+    actions = task.actions(obs.astype(np.float32))[:, 0]
+    assert np.all(np.abs(actions) <= 1.0) and np.all(np.abs(actions - obs[:, 6]) <= 0.1 + 1e-6)
+    with pytest.raises(ConfigError, match="needs a Box action with a rate limit"):
+        Control(env="shopfloor/Dispatching-v0", algo="ppo", action_mode="increment", timesteps=200, **TINY).fit(None)

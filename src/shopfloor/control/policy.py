@@ -5,7 +5,9 @@ environment or the plant gives it) and returns the action the plant may apply:
 
 1. normalise with the running mean/variance learnt during training (``VecNormalize``), clipped to ``±obs_clip``;
 2. the actor network, copied layer by layer from the stable-baselines3 policy (:func:`actor_layers`);
-3. continuous actions: squashed actors (SAC, TQC, TD3) are mapped from ``tanh`` to the action bounds, unsquashed
+3. continuous actions: in increment mode the actor's output in [-1, 1] (tanh, or clipped) is a step of at most
+   the rate limit added to the previous action (read from the observation), then clipped to the bounds; else
+   squashed actors (SAC, TQC, TD3) are mapped from ``tanh`` to the action bounds, unsquashed
    ones (PPO) clipped to them; when the environment has a **rate limit**, the action is also clipped to
    ``previous ± rate_limit`` where ``previous`` is read from the observation (the rate limit is a state input), and
    to the bounds again. Discrete actions: the index of the largest logit.
@@ -70,9 +72,9 @@ class PolicyGraph(nn.Module):
     """
 
     def __init__(self, sizes: list[int], activation: str, discrete: bool, squash: bool,
-                 previous_action_index: int | None = None):
+                 previous_action_index: int | None = None, increment: bool = False):
         super().__init__()
-        self.discrete, self.squash = bool(discrete), bool(squash)
+        self.discrete, self.squash, self.increment = bool(discrete), bool(squash), bool(increment)
         self.previous_action_index = previous_action_index
         obs_dim, act_dim = sizes[0], (1 if discrete else sizes[-1])
         self.actor = build_actor(sizes, activation)
@@ -90,6 +92,11 @@ class PolicyGraph(nn.Module):
         if self.discrete:
             return out.argmax(dim=-1)
         low, high = self.action_low, self.action_high
+        if self.increment and self.previous_action_index is not None:  # a step of at most the rate limit
+            i = self.previous_action_index
+            step = torch.tanh(out) if self.squash else torch.clamp(out, -1.0, 1.0)
+            action = observation[:, i:i + step.shape[-1]] + self.rate_limit * step
+            return torch.maximum(torch.minimum(action, high), low)
         if self.squash:
             action = low + 0.5 * (torch.tanh(out) + 1.0) * (high - low)
         else:

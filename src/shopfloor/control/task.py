@@ -54,6 +54,9 @@ class ControlConfig(StrictModel):
                                        "'{\"randomize\": 0.3}' (JSON)")
     algo: Literal[ALGORITHMS] = Field("sac", description="ppo | sac | td3 | tqc")  # type: ignore[valid-type]
     her: bool = Field(False, description="hindsight experience replay (goal-conditioned envs, off-policy algos)")
+    action_mode: Literal["absolute", "increment"] = Field(
+        "absolute", description="increment: the agent steps the previous action by at most the rate limit (needs "
+        "an env with a rate limit, e.g. the thermal zone); the graph outputs the absolute action either way")
     timesteps: int = Field(50_000, ge=100, description="environment steps to train for (all envs together)")
     max_seconds: float | None = Field(None, gt=0, description="also stop training after this wall time (a CPU "
                                       "budget); the best validated parameters are kept")
@@ -96,7 +99,7 @@ class Control(Task):
     def build_model(self) -> nn.Module:
         s = self.state
         return PolicyGraph(s["sizes"], s["activation"], s["action"]["kind"] == "discrete", s["squash"],
-                           s.get("previous_action_index"))
+                           s.get("previous_action_index"), s.get("action_mode") == "increment")
 
     def onnx_signature(self) -> OnnxSignature:
         example = torch.zeros(2, self.state["observation"]["size"])
@@ -112,7 +115,7 @@ class Control(Task):
         cfg = self.config
         seed_everything(cfg.training.seed)
         env = make_env(cfg.env, cfg.env_kwargs)
-        self.state = {"env": cfg.env, "env_kwargs": dict(cfg.env_kwargs)}
+        self.state = {"env": cfg.env, "env_kwargs": dict(cfg.env_kwargs), "action_mode": cfg.action_mode}
         baselines = tune_baselines(cfg.env, cfg.env_kwargs) if cfg.tune_baseline else {}
         log_dir = Path(out_dir) / "training" if out_dir is not None else None
         trained = train_policy(cfg, log_dir)
@@ -202,6 +205,10 @@ class Control(Task):
         if action["kind"] != "box":
             return actions
         low, high = np.asarray(action["low"]), np.asarray(action["high"])
+        if self.state.get("action_mode") == "increment":  # the agent's action is a step from the previous one
+            i, rate = self.state["previous_action_index"], np.asarray(action["rate_limit"])
+            steps = np.clip(actions.reshape(len(observations), -1), -1.0, 1.0)
+            return np.clip(observations[:, i:i + steps.shape[1]] + rate * steps, low, high)
         out = np.clip(actions.reshape(len(observations), -1), low, high)
         if action.get("rate_limit"):
             i, rate = self.state["previous_action_index"], np.asarray(action["rate_limit"])

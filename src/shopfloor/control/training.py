@@ -59,6 +59,50 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
                           "settings") from None
 
 
+class IncrementalAction(gym.Wrapper):
+    """``action_mode = "increment"``: the agent's action in [-1, 1] is a step of at most the rate limit from the
+    previous applied action (read from the observation), so holding still is action 0 and a persistent error
+    drives the output like an integrator (no steady-state offset by construction). The exported graph does the
+    same sum, so the deployed output is the absolute command the plant takes."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        base = env.unwrapped
+        self.index, self.rate = int(base.previous_action_index), float(base.rate_limit)
+        self.low, self.high = env.action_space.low, env.action_space.high
+        self.action_space = gym.spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
+        self._previous = np.zeros(env.action_space.shape, np.float32)
+
+    def _remember(self, obs: np.ndarray) -> None:
+        self._previous = np.asarray(obs[self.index:self.index + self._previous.size], np.float32)
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        self._remember(obs)
+        return obs, info
+
+    def step(self, action):
+        step = np.clip(np.asarray(action, np.float32), -1.0, 1.0)
+        absolute = np.clip(self._previous + self.rate * step, self.low, self.high).astype(np.float32)
+        obs, reward, terminated, truncated, info = self.env.step(absolute)
+        self._remember(obs)
+        return obs, reward, terminated, truncated, info
+
+
+def make_training_env(env_id: str, env_kwargs: dict[str, Any] | None = None,
+                      action_mode: str = "absolute") -> gym.Env:
+    """The environment as the agent sees it (with :class:`IncrementalAction` in increment mode)."""
+    env = make_env(env_id, env_kwargs)
+    if action_mode == "increment":
+        base = env.unwrapped
+        if getattr(base, "previous_action_index", None) is None or getattr(base, "rate_limit", None) is None \
+                or not isinstance(env.action_space, gym.spaces.Box):
+            raise ConfigError(f"--action-mode increment needs a Box action with a rate limit and the previous action "
+                              f"in the observation; {env_id} has none: use --action-mode absolute")
+        env = IncrementalAction(env)
+    return env
+
+
 def algorithm_class(name: str) -> type:
     """The stable-baselines3 / sb3-contrib class for ``name``."""
     from sb3_contrib import TQC
@@ -170,9 +214,9 @@ class Validation(BaseCallback):
     """Deterministic episodes on fixed validation seeds; keeps the best parameters; early stop on success rate."""
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any], every: int, episodes: int,
-                 target_success_rate: float | None):
+                 target_success_rate: float | None, action_mode: str = "absolute"):
         super().__init__()
-        self.env = make_env(env_id, env_kwargs)
+        self.env = make_training_env(env_id, env_kwargs, action_mode)
         self.every, self.episodes, self.target = every, episodes, target_success_rate
         self.history: list[dict[str, Any]] = []
         self.best: tuple[float, dict[str, Any], Any, int] | None = None
@@ -251,12 +295,12 @@ def train_policy(cfg: Any, log_dir: Path | None) -> TrainedPolicy:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-    probe = make_env(cfg.env, cfg.env_kwargs)
+    probe = make_training_env(cfg.env, cfg.env_kwargs, cfg.action_mode)
     check_spaces(probe, cfg.algo, cfg.her)
     n_envs = cfg.n_envs
     seed = TRAINING_SEED + cfg.training.seed
     vec_cls = SubprocVecEnv if n_envs > 1 else DummyVecEnv
-    env_fn = functools.partial(make_env, cfg.env, dict(cfg.env_kwargs))
+    env_fn = functools.partial(make_training_env, cfg.env, dict(cfg.env_kwargs), cfg.action_mode)
     venv = make_vec_env(env_fn, n_envs=n_envs, seed=seed, vec_env_cls=vec_cls)
     clip = 10.0
     venv = VecNormalize(venv, norm_obs=True, norm_reward=cfg.algo == "ppo", clip_obs=clip, gamma=cfg.gamma)
@@ -278,7 +322,7 @@ def train_policy(cfg: Any, log_dir: Path | None) -> TrainedPolicy:
         model = algorithm_class(cfg.algo)(policy, venv, seed=seed, device="cpu", verbose=0, **kwargs)
         curve = LearningCurve()
         validation = Validation(cfg.env, dict(cfg.env_kwargs), cfg.eval_freq, cfg.eval_episodes,
-                                cfg.target_success_rate)
+                                cfg.target_success_rate, cfg.action_mode)
         callbacks: list[BaseCallback] = [curve, validation]
         if cfg.max_seconds is not None:
             callbacks.append(TimeBudget(cfg.max_seconds))
@@ -305,4 +349,5 @@ def train_policy(cfg: Any, log_dir: Path | None) -> TrainedPolicy:
         venv.close()
 
 
-__all__ = ["TrainedPolicy", "algorithm_class", "check_spaces", "make_env", "train_policy"]
+__all__ = ["IncrementalAction", "TrainedPolicy", "algorithm_class", "check_spaces", "make_env", "make_training_env",
+           "train_policy"]

@@ -14,7 +14,8 @@ and slews at most ``rate_limit`` per step (in action units): the applied action 
 
 Observation (``Box``, float32, ``6 + history`` values, all physical units, clipped to the documented bounds):
 ``[setpoint °C, measured temperature °C, error = setpoint - measured °C, measured load 0..1,
-integral of the error °C·s (clipped to ±integral_limit), rate of the measured temperature °C/s (filtered),
+integral of the error °C·s (accumulated only while |error| < integral_band, clipped to ±integral_limit: the
+anti-windup a PID would use), rate of the measured temperature °C/s (filtered),
 previous applied action, the ``history - 1`` actions before it (newest first)]``. The action history tells a
 controller what is already on its way through the delay.
 
@@ -61,7 +62,7 @@ class ThermalProcessEnv(gym.Env):
                  rate_limit: float = 0.1, setpoint_low: float = 120.0, setpoint_high: float = 220.0,
                  setpoint_changes: int = 2, load_changes: int = 2, max_temperature: float = 240.0,
                  trip_temperature: float = 280.0, tolerance: float = 3.0, settle_steps: int = 30,
-                 history: int = 16, integral_limit: float = 2000.0):
+                 history: int = 16, integral_limit: float = 600.0, integral_band: float = 10.0):
         problems = []
         for name, value in (("gain", gain), ("time_constant", time_constant), ("dt", dt), ("rate_limit", rate_limit),
                             ("tolerance", tolerance)):
@@ -92,7 +93,7 @@ class ThermalProcessEnv(gym.Env):
         self.setpoint_changes, self.load_changes = int(setpoint_changes), int(load_changes)
         self.max_temperature, self.trip_temperature = float(max_temperature), float(trip_temperature)
         self.tolerance, self.settle_steps, self.history = float(tolerance), int(settle_steps), int(history)
-        self.integral_limit = float(integral_limit)
+        self.integral_limit, self.integral_band = float(integral_limit), float(integral_band)
         t_low, t_high = ambient - 50.0, trip_temperature + 100.0
         low = np.array([0.0, t_low, -(t_high - t_low), 0.0, -integral_limit, -50.0] + [-1.0] * history, np.float32)
         high = np.array([t_high, t_high, t_high - t_low, 1.0, integral_limit, 50.0] + [1.0] * history, np.float32)
@@ -161,8 +162,9 @@ class ThermalProcessEnv(gym.Env):
         measured = temperature + float(self.noise[k])
         self._rate = 0.7 * self._rate + 0.3 * (measured - self._measured) / self.dt
         self._measured = measured
-        self._integral = min(max(self._integral + (self.setpoints[k] - measured) * self.dt, -self.integral_limit),
-                             self.integral_limit)
+        if abs(self.setpoints[k] - measured) < self.integral_band:  # conditional integration (anti-windup)
+            self._integral = min(max(self._integral + (self.setpoints[k] - measured) * self.dt,
+                                     -self.integral_limit), self.integral_limit)
         self._iae += abs(error) * self.dt
         violation = temperature > self.max_temperature
         self._violations += int(violation)
