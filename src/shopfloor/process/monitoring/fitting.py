@@ -9,8 +9,8 @@
 - :func:`control_limit`: the (1 - rate) limit of a statistic from its out-of-fold (or held-out) values, by rule:
   ``box``: the quantile of Box's scaled chi-square g·χ²(h) matched to their mean and variance (the classic SPE
   approximation; it extrapolates the tail smoothly); ``empirical``: the finite-sample (conformal) order statistic
-  ceil((n + 1)(1 - rate)) of n values (Box beyond the largest); ``bootstrap``: an upper confidence bound (``confidence``)
-  of the Box quantile over a moving-block bootstrap whose block length follows the statistic's lag-1
+  ceil((n + 1)(1 - rate)) of n values (Box beyond the largest); ``bootstrap``: an upper confidence bound
+  (``confidence``) of the Box quantile over a moving-block bootstrap whose block length follows the statistic's lag-1
   autocorrelation, so a short or strongly autocorrelated calibration set (few independent samples) gets a limit
   that allows for what it has not seen.
 """

@@ -198,7 +198,7 @@ class ProcessMonitoring(Task):
             standardised = graph.features.standardise(torch.as_tensor(features, dtype=torch.float32))
         calibration["score"] = (standardised.abs().amax((1, 2)).numpy() if cfg.statistic == "residual_features"
                                 else calibration["reconstruction"])
-        self.calibration_statistics = {k: calibration[k] for k in ("score", "t2", "spe")}  # for benchmarks
+        self.calibration_statistics = calibration  # score, t2, spe, reconstruction: for benchmarks
         graph.limits.copy_(torch.as_tensor([control_limit(calibration[k], cfg.false_alarm_rate, cfg.limit_rule,
                                                           cfg.limit_confidence) for k in ("score", "t2", "spe")],
                                            dtype=torch.float32))

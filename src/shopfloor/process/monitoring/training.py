@@ -71,6 +71,7 @@ def fit_detectors(cfg: MonitoringConfig, raw: np.ndarray, fit_part: list[Segment
     summary = fit_autoencoder(cfg, graph, train_w, held_w, log_dir, epochs)
     return graph.eval(), summary
 
+
 def fit_autoencoder(cfg: MonitoringConfig, graph: MonitoringGraph, train_w: np.ndarray, held_w: np.ndarray,
                      log_dir: Path | None, epochs: int | None = None) -> dict[str, Any]:
     noise = cfg.input_noise * graph.standardize.std
@@ -85,6 +86,7 @@ def fit_autoencoder(cfg: MonitoringConfig, graph: MonitoringGraph, train_w: np.n
     return fit_supervised(module, loader(train_w, train_w, train_cfg.batch_size, True, train_cfg.seed),
                           loader(held_w, held_w, 1024, False, 0), train_cfg,
                           log_dir / "autoencoder" if log_dir is not None else None)
+
 
 def held_statistics(graph: MonitoringGraph, raw: np.ndarray, segments: list[Segment]) -> dict[str, np.ndarray]:
     """Unnormalised statistics of held-out data: residual features and reconstruction error per window, T2/SPE
@@ -101,8 +103,9 @@ def held_statistics(graph: MonitoringGraph, raw: np.ndarray, segments: list[Segm
     return {"features": torch.cat(features).numpy(), "reconstruction": torch.cat(reconstruction).numpy(),
             "t2": t2.numpy(), "spe": spe.numpy()}
 
-def fit_classifier(cfg: MonitoringConfig, graph: MonitoringGraph, records: ProcessRecords, raw: np.ndarray, classes: list[str],
-                    log_dir: Path | None) -> dict[str, Any]:
+
+def fit_classifier(cfg: MonitoringConfig, graph: MonitoringGraph, records: ProcessRecords, raw: np.ndarray,
+                   classes: list[str], log_dir: Path | None) -> dict[str, Any]:
     """Train the classifier on windows inside each stretch of one label; the late share of each is validation."""
     labels = records.frame[LABEL].to_numpy()
     train_x, train_y, val_x, val_y = [], [], [], []
