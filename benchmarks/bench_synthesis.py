@@ -40,6 +40,9 @@ RARE = ("crazing", "inclusion")
 WORK = ROOT / "benchmarks" / "work" / "synthesis"
 CLASSIFIER = {"image_size": 128, "auto": False, "training": {"progress": False}}
 CONDITIONS = ("none", "classic", "synthetic")
+# earlier generator variants whose cached runs are kept beside the current one (condition synthetic_<name>)
+VARIANTS = {"v1": "the generator before the minibatch-standard-deviation layer in the discriminator (commit c1b077d): "
+                  "its samples collapsed to one image per class"}
 
 
 def few_shot(pool: LabelledImages, k: int, seed: int) -> tuple[LabelledImages, LabelledImages]:
@@ -146,51 +149,53 @@ def run(args) -> None:
 
 
 def summarise(args) -> None:
+    """Table per k over the cached runs: every classifier condition (``synthetic_<variant>`` for earlier generator
+    variants kept beside the current one), generator quality, and each synthetic condition minus classic (paired
+    by seed)."""
     rows, table = [], {}
     for run_dir in sorted(WORK.glob("k*_seed*")):
         k, seed = (int(x) for x in run_dir.name[1:].split("_seed"))
-        for condition in CONDITIONS:
-            path = run_dir / f"classifier_{condition}.json"
-            if path.exists():
-                rows.append({"k": k, "seed": seed, **json.loads(path.read_text())})
-        gen = run_dir / "generator.json"
-        if gen.exists():
+        for path in sorted(run_dir.glob("classifier_*.json")):
+            rows.append({"k": k, "seed": seed, **json.loads(path.read_text()),
+                         "condition": path.stem.removeprefix("classifier_")})
+        for gen in sorted(run_dir.glob("generator*.json")):
             record = json.loads(gen.read_text())
-            rows.append({"k": k, "seed": seed, "condition": "generator", "quality": record["quality"],
+            rows.append({"k": k, "seed": seed, "condition": gen.stem, "quality": record["quality"],
                          "fit_seconds": record["fit_seconds"], "steps": record["steps"]})
     for k in sorted({r["k"] for r in rows}):
-        entry = {}
-        for condition in CONDITIONS:
+        entry: dict = {}
+        for condition in sorted({r["condition"] for r in rows if r["k"] == k}):
             runs = [r for r in rows if r["k"] == k and r["condition"] == condition]
-            if runs:
-                entry[condition] = {"seeds": sorted(r["seed"] for r in runs),
-                                    "rare_recall_mean": float(np.mean([r["rare_recall"] for r in runs])),
-                                    "rare_recall_std": float(np.std([r["rare_recall"] for r in runs])),
-                                    "macro_f1_mean": float(np.mean([r["macro_f1"] for r in runs])),
-                                    "macro_f1_std": float(np.std([r["macro_f1"] for r in runs]))}
-        gens = [r for r in rows if r["k"] == k and r["condition"] == "generator"]
-        if gens:
-            entry["generator"] = {key: float(np.mean([g["quality"][key] for g in gens]))
-                                  for key in ("kid_mean", "precision_mean", "recall_mean", "memorisation_ratio_mean")}
-        if "synthetic" in entry and "classic" in entry:
+            if condition.startswith("generator"):
+                entry[condition] = {"seeds": sorted(r["seed"] for r in runs), **{
+                    key: float(np.mean([g["quality"][key] for g in runs]))
+                    for key in ("kid_mean", "precision_mean", "recall_mean", "memorisation_ratio_mean")},
+                    "fit_seconds_mean": float(np.mean([g["fit_seconds"] for g in runs]))}
+                continue
+            entry[condition] = {"seeds": sorted(r["seed"] for r in runs),
+                                "rare_recall_mean": float(np.mean([r["rare_recall"] for r in runs])),
+                                "rare_recall_std": float(np.std([r["rare_recall"] for r in runs])),
+                                "macro_f1_mean": float(np.mean([r["macro_f1"] for r in runs])),
+                                "macro_f1_std": float(np.std([r["macro_f1"] for r in runs]))}
+        for condition in [c for c in entry if c.startswith("synthetic")]:
             paired = [(s, c) for s in rows for c in rows if s["k"] == c["k"] == k and s["seed"] == c["seed"]
-                      and s["condition"] == "synthetic" and c["condition"] == "classic"]
-            entry["synthetic_minus_classic"] = {
-                "seeds": sorted(s["seed"] for s, _ in paired),
-                "rare_recall_points": 100 * float(np.mean([s["rare_recall"] - c["rare_recall"] for s, c in paired])),
-                "macro_f1_points": 100 * float(np.mean([s["macro_f1"] - c["macro_f1"] for s, c in paired]))}
+                      and s["condition"] == condition and c["condition"] == "classic"]
+            if paired:
+                entry[f"{condition}_minus_classic"] = {
+                    "seeds": sorted(s["seed"] for s, _ in paired),
+                    "rare_recall_points": 100 * float(np.mean([s["rare_recall"] - c["rare_recall"]
+                                                               for s, c in paired])),
+                    "macro_f1_points": 100 * float(np.mean([s["macro_f1"] - c["macro_f1"] for s, c in paired]))}
         table[str(k)] = entry
     for k, entry in table.items():
-        print(f"k={k}: " + "; ".join(f"{c} recall {v['rare_recall_mean']:.3f} F1 {v['macro_f1_mean']:.4f} "
-                                     f"(seeds {v['seeds']})" for c, v in entry.items() if c in CONDITIONS))
-        if "synthetic_minus_classic" in entry:
-            print(f"  synthetic - classic: {entry['synthetic_minus_classic']}")
+        for name, value in entry.items():
+            print(f"k={k} {name}: {value}")
     target = table.get("10", {}).get("synthetic_minus_classic")
     write_result("synthesis", {
         "protocol": __doc__, "rare_classes": list(RARE), "classifier": CLASSIFIER,
         "generator": {"steps": args.gan_steps, "width": args.gan_width, "batch_size": args.gan_batch,
                       "image_size": 64, "color": "gray", "synthetic_per_class": args.per_class},
-        "table": table, "runs": rows,
+        "variants": VARIANTS, "table": table, "runs": rows,
         "target": "rare-class recall at k=10 >= +5 points over classic augmentation (mean of 3 seeds), macro F1 "
                   "not lower",
         "target_met": bool(target and len(target["seeds"]) == 3 and target["rare_recall_points"] >= 5

@@ -11,7 +11,13 @@ from shopfloor.cli.predict_options import predict_options
 from shopfloor.core.errors import ConfigError, DataError, NotFittedError
 from shopfloor.core.registry import get_task, load
 from shopfloor.inspection.synthesis.diffaugment import cutout, diff_augment, translation
-from shopfloor.inspection.synthesis.networks import Discriminator, Generator, SamplingGraph, SynthesisModel
+from shopfloor.inspection.synthesis.networks import (
+    Discriminator,
+    Generator,
+    MinibatchStd,
+    SamplingGraph,
+    SynthesisModel,
+)
 from shopfloor.inspection.synthesis.quality import (
     kernel_inception_distance,
     memorisation_ratio,
@@ -48,6 +54,15 @@ def test_generator_and_discriminator_shapes():
     assert SamplingGraph(rgb)(torch.randn(2, 8), torch.tensor([0, 1])).shape == (2, 3, 16, 16)
     with pytest.raises(ValueError, match="power of two"):
         Generator(2, image_size=48)
+
+
+def test_minibatch_std_sees_a_collapsed_batch():
+    same = torch.ones(4, 2, 3, 3)
+    varied = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 2, 3, 3)
+    out_same, out_varied = MinibatchStd()(same), MinibatchStd()(varied)
+    assert out_same.shape == (4, 3, 3, 3) and torch.equal(out_same[:, :2], same)
+    assert out_same[:, 2].max() < 1e-3  # identical samples: no spread
+    assert torch.allclose(out_varied[:, 2], torch.full((4, 3, 3), float(np.sqrt(1.25))), atol=1e-4)
 
 
 def test_class_changes_the_generated_image():

@@ -71,9 +71,19 @@ class Generator(nn.Module):
         return self.body(self.project(x).view(-1, self.top, 4, 4))
 
 
+class MinibatchStd(nn.Module):
+    """Append one channel holding the mean standard deviation of the features across the batch (ProGAN): the
+    discriminator sees how varied a batch is, so a generator that ignores its latent (mode collapse) is caught."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        std = torch.sqrt(x.var(dim=0, unbiased=False) + 1e-8).mean()
+        return torch.cat([x, std.expand(x.shape[0], 1, x.shape[2], x.shape[3])], dim=1)
+
+
 class Discriminator(nn.Module):
-    """Image in -1..1 + class index -> realness score (hinge loss): spectral-norm strided convolutions, summed
-    features, a linear output plus a class projection (Miyato & Koyama 2018)."""
+    """Image in -1..1 + class index -> realness score (hinge loss): spectral-norm strided convolutions, a
+    minibatch-standard-deviation channel, summed features, a linear output plus a class projection (Miyato &
+    Koyama 2018)."""
 
     def __init__(self, n_classes: int, channels: int = 1, image_size: int = 64, width: int = 16):
         super().__init__()
@@ -84,6 +94,7 @@ class Discriminator(nn.Module):
             layers += [spectral_norm(nn.Conv2d(c_in, c, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),
                        spectral_norm(nn.Conv2d(c, c, 3, padding=1)), nn.LeakyReLU(0.2)]
             c_in, c = c, c * 2
+        layers += [MinibatchStd(), spectral_norm(nn.Conv2d(c_in + 1, c_in, 3, padding=1)), nn.LeakyReLU(0.2)]
         self.body = nn.Sequential(*layers)
         self.out = spectral_norm(nn.Linear(c_in, 1))
         self.embed = spectral_norm(nn.Embedding(n_classes, c_in))

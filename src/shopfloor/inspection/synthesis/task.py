@@ -62,6 +62,13 @@ class DefectSynthesisConfig(StrictModel):
     min_images_per_class: int = Field(2, ge=1)
     training: TrainingConfig = TrainingConfig(batch_size=32, learning_rate=2e-4, epochs=1)
 
+    @field_validator("diffaugment", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the CLI: --diffaugment color,translation (or none)
+            return [] if value.strip().lower() in ("", "none") else [v.strip() for v in value.split(",")]
+        return value
+
     @field_validator("image_size")
     @classmethod
     def _power_of_two(cls, value: int) -> int:
