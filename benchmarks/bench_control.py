@@ -70,9 +70,9 @@ def thermal(args: argparse.Namespace) -> dict:
             "iae_reduction_vs_pid_nominal": reduction,
             "iae_reduction_vs_pid_randomised": -randomised["comparison"]["pid"]["iae"]["relative"],
             "target_nominal_met": bool(reduction >= TARGET_IAE_REDUCTION
-                                       and nominal["violations"] <= pid["violations"]),
+                                       and nominal["per_controller"]["policy"]["violations"] <= pid["violations"]),
             "target_randomised_met": bool(randomised["comparison"]["pid"]["iae"]["ci95_high"] < 0
-                                          and randomised["violations"]
+                                          and randomised["per_controller"]["policy"]["violations"]
                                           <= randomised["per_controller"]["pid"]["violations"]),
             "export_parity_max_abs_diff": task.state["export_parity_max_abs_diff"],
             "model": str(out / "model"),

@@ -342,8 +342,8 @@ class Control(Task):
                                   "success_rate": summary["success"]["rate"],
                                   "violations": summary["violations_total"], "policy": summary}
         metric_keys = [k for k in policy[0] if k not in ("seed", "return", "length", "terminated", "success")]
-        for key in metric_keys:
-            result[key] = summary[key]["mean"]
+        for key in metric_keys:  # "violations" stays the total over the episodes
+            result["violations_per_episode" if key == "violations" else key] = summary[key]["mean"]
         per_controller = {"policy": _flat(summary, metric_keys)}
         result["baselines"], result["comparison"] = {}, {}
         for name, episodes in baselines.items():
