@@ -16,14 +16,16 @@ learns with these callbacks:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -40,6 +42,23 @@ TRAINING_SEED = 100_000
 OFF_POLICY = ("sac", "td3", "tqc")
 
 
+@contextlib.contextmanager
+def _c_stdout_to_stderr() -> Iterator[None]:
+    """Send what C libraries write to stdout (file descriptor 1) to stderr meanwhile."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
     """``gym.make(env_id, **env_kwargs)`` with the mistakes a user makes turned into :class:`ConfigError`."""
     register_environments()  # in simulator processes too
@@ -53,7 +72,8 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
         raise ConfigError(f"unknown environment {env_id!r}; the shopfloor environments are {', '.join(known)} "
                           "(any installed Gymnasium id works too)")
     try:
-        return gym.make(env_id, **(env_kwargs or {}))
+        with _c_stdout_to_stderr():  # PyBullet prints its settings on stdout, where CLI results go
+            return gym.make(env_id, **(env_kwargs or {}))
     except TypeError as exc:
         raise ConfigError(f"--env-kwargs do not fit {env_id}: {exc}; see the environment's documentation for its "
                           "settings") from None
