@@ -36,12 +36,14 @@ from .output import (  # noqa: E402
     write_result,
 )
 from .runs import load_model, predict_on_ray_engine, stream_opcua, task_help, user_errors  # noqa: E402
+from .recommend import recommend as recommend_command  # noqa: E402
 from .check import check as check_command  # noqa: E402
 from .suggest import fold_in_labels, suggest as suggest_command  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep learning for the factory floor: train, evaluate, explain and deploy.")
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+app.command(name="recommend")(recommend_command)
 app.command(name="check")(check_command)
 app.command(name="suggest")(suggest_command)
 VERBOSE = typer.Option(False, "--verbose", "-v", help="also show library logs and warnings (Lightning banners and "
