@@ -46,6 +46,10 @@ def main() -> None:
     root = require_dataset("neu_surface_defects") / "images"
     clean = LabelledImages.from_folder(root)
     labels = np.asarray(clean.labels)
+    original = run_checks(DefectClassification.quality_data(clean, cache_dir=CACHE), folds=5, seed=0)
+    as_published = {"flagged": len(original.label_issues), "suspects": original.suspected_label_errors()[:10],
+                    "findings": {f.check: len(f.items) for f in original.findings}}
+    print(f"NEU as published: cleanlab flags {as_published['flagged']} labels; findings {as_published['findings']}")
     runs = []
     for seed in SEEDS:
         noisy, flipped = flip_labels(labels, len(clean.classes), FLIP_FRACTION, seed)
@@ -74,7 +78,7 @@ def main() -> None:
         "protocol": "flip 5% of all 1,800 NEU labels to another class at random (seeded); `check` as the CLI runs "
                     "it: pretrained EfficientNet-Lite0 embeddings (224 px), 5-fold out-of-fold logistic regression, "
                     "cleanlab self_confidence ranking and find_label_issues (prune_by_noise_rate)",
-        "runs": runs, "top_recall_mean": float(np.mean(recalls)), "top_recall_min": float(np.min(recalls)),
+        "as_published": as_published, "runs": runs, "top_recall_mean": float(np.mean(recalls)), "top_recall_min": float(np.min(recalls)),
         "target": ">= 0.80 of the flipped images in the top 10%", "target_met": bool(min(recalls) >= 0.8),
     })
 

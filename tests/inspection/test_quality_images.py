@@ -79,6 +79,13 @@ def test_check_refuses_bad_input(root, tmp_path):
     assert other.exit_code == 2 and "does not support" in other.output
 
 
+def write_rows(sheet, rows):
+    with sheet.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def test_suggest_then_train_with_added_labels(root, tmp_path):
     train = tmp_path / "train"
     shutil.copytree(root / "train", train)
@@ -98,10 +105,7 @@ def test_suggest_then_train_with_added_labels(root, tmp_path):
     assert uncertainty == sorted(uncertainty, reverse=True)
     for r in rows:  # the labeller writes the true class (the pool's folder name)
         r["label"] = r["path"].split("/")[-2]
-    with sheet.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(sheet, rows)
     second = invoke("train", "defect-classification", "--data", train, "--add-labels", sheet, "--out",
                     tmp_path / "m2", *fast)
     assert second.exit_code == 0, second.output
@@ -109,10 +113,7 @@ def test_suggest_then_train_with_added_labels(root, tmp_path):
     after = json.loads((tmp_path / "m2" / "manifest.json").read_text())["metrics"]
     assert after["n_train"] + after["n_val"] == before["n_train"] + before["n_val"] + 4
     rows[0]["label"] = "dent"
-    with sheet.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(sheet, rows)
     wrong = invoke("train", "defect-classification", "--data", train, "--add-labels", sheet, "--out",
                    tmp_path / "m3", *fast)
     assert wrong.exit_code == 2 and "dent" in wrong.output and "not classes" in wrong.output
