@@ -347,7 +347,7 @@ def settings_scale(records: pd.DataFrame, schema: ProcessSchema) -> tuple[np.nda
     z = (values - mean) / std
     if len(z) < 2:
         return z, np.stack([mean, std]), float("inf")
-    sample = z[np.random.default_rng(0).permutation(len(z))[:2000]]
+    sample = z[np.random.default_rng(0).permutation(len(z))[:500]]  # (500 x records) distances at most
     d = np.sqrt(((sample[:, None, :] - z[None, :, :]) ** 2).sum(-1))
     d[d == 0] = np.inf
     radius = float(np.quantile(d.min(axis=1), SUPPORT_QUANTILE))
