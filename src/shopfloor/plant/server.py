@@ -5,6 +5,8 @@ recorded.
   multipart upload(s) or a raw body (image, CSV, .npy, .wav...), or JSON rows / a JSON array. The response is
   what ``predict`` returns, each row with its ``record_id``, plus the model's artifact hash. ``?explain=true``
   adds the explanation (PNG as a data URI, attributions as JSON).
+- ``POST /v1/models/{name}/recommend``: recommended settings from a model whose task recommends
+  (process-optimisation), JSON body as :class:`RecommendRequest`.
 - ``GET /v1/models``, ``GET /v1/records``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus),
   OpenAPI at ``/docs``.
 - Concurrent requests to one model are gathered into micro-batches (:class:`MicroBatcher`) when the task gives
@@ -255,6 +257,22 @@ class PredictResponse(BaseModel):
     predictions: list[dict[str, Any]]
 
 
+class RecommendRequest(BaseModel):
+    """What to recommend settings for (see ``shopfloor recommend``): the context held fixed, the objectives, the
+    constraints (``part_weight<=12.5``) and bounds (``{"melt_temp": "220:250"}``)."""
+
+    model_config = {"extra": "forbid"}
+    fix: dict[str, Any] = Field(default_factory=dict)
+    minimise: list[str] = Field(default_factory=list)
+    maximise: list[str] = Field(default_factory=list)
+    constraints: list[str] = Field(default_factory=list)
+    bounds: dict[str, str] = Field(default_factory=dict)
+    n: int = Field(5, ge=1, le=100)
+    trials: int = Field(400, ge=8, le=5000)
+    penalty: float = Field(1.0, ge=0)
+    seed: int = 0
+
+
 def problem(status: int, title: str, detail: str) -> JSONResponse:
     """An RFC 9457 problem response."""
     return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail},
@@ -477,6 +495,20 @@ def create_app(settings: ServerSettings) -> FastAPI:
         metrics.requests.labels("predict", "200").inc()
         return PredictResponse(model=model.name, task=model.task.name, artifact_hash=model.artifact_hash,
                                record_ids=ids, predictions=rows)
+
+    @app.post("/v1/models/{name}/recommend", tags=["models"], dependencies=[Depends(authorised)])
+    async def recommend(name: str, body: RecommendRequest):
+        """Recommended settings from a model whose task recommends (process-optimisation): the same search as
+        ``shopfloor recommend``, through the served model's graph. Not recorded (nothing was produced yet)."""
+        model = model_named(name)
+        if not callable(getattr(model.task, "recommend", None)):
+            raise HTTPException(404, f"model {name!r} is a {model.task.name} model, which does not recommend "
+                                "settings; serve a process-optimisation model")
+        from starlette.concurrency import run_in_threadpool
+
+        result = await run_in_threadpool(lambda: model.task.recommend(**body.model_dump()))
+        metrics.requests.labels("recommend", "200").inc()
+        return {"model": name, "task": model.task.name, "artifact_hash": model.artifact_hash, **result}
 
     from .dashboard import mount_dashboard  # the live dashboard at / and its data endpoints
     mount_dashboard(app, store, served, authorised)

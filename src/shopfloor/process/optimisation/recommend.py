@@ -120,7 +120,7 @@ def parse_constraints(texts: Sequence[str], schema: ProcessSchema) -> list[Const
     for text in texts:
         for item in [p for p in str(text).split(",") if p.strip()]:
             match = _CONSTRAINT.match(item)
-            if not match:
+            if not match or match.group(1).endswith(("=", "!")):
                 raise ConfigError(f"--constraint {item!r} is not 'result<=value' or 'result>=value' "
                                   "(e.g. --constraint 'part_weight<=12.5')")
             result, label = _target(match.group(1), schema, "--constraint")
