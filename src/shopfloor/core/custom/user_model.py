@@ -173,7 +173,7 @@ class UserModelConfig(StrictModel):
 
 def model_field(default: str, builtins: tuple[str, ...], what: str = "network") -> Any:
     """The ``model`` field of a :class:`UserModelConfig`: its description lists the built-ins and the user forms."""
-    return Field(default, description=f"{what}: {' | '.join(builtins)}, or your own: package.module:Class "
+    return Field(default, description=f"{what}: {'|'.join(builtins)}, or your own: package.module:Class "
                  "(with --model-options) or a .yaml layer file (README: Your own architecture)")
 
 
