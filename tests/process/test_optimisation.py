@@ -198,3 +198,32 @@ def test_frame_helpers_refuse_unknown_columns_in_evaluate(fitted):
     task, _ = fitted
     with pytest.raises(DataError, match="missing"):
         task.evaluate(pd.DataFrame({"melt_temp": [230.0]}))
+
+
+def test_predictions_stay_within_the_widened_training_range_even_when_members_extrapolate():
+    """A member pushed to a huge output (what an MLP does far outside the data) must not come back as exp(huge):
+    the mean is held to the training range widened by RANGE_MARGIN of its span, in log space for a logged result,
+    and the exported ONNX graph does the same."""
+    import torch
+
+    from shopfloor.process.optimisation.surrogate import RANGE_MARGIN, SurrogateEnsemble
+    from shopfloor.process.optimisation.validation import graph_outputs
+
+    rng = np.random.default_rng(0)
+    numeric = rng.uniform(1, 2, size=(50, 2))
+    targets = np.column_stack([np.exp(rng.uniform(-4, 0, 50)), rng.uniform(10, 20, 50)])  # logged, linear
+    graph = SurrogateEnsemble(2, [], 2, [], members=2)
+    graph.fit_scaling(numeric, targets)
+    assert graph.out_log.tolist() == [1.0, 0.0]
+    with torch.no_grad():
+        graph.biases[-1].fill_(1e4)  # every member predicts an absurd value for every input
+    log_t = np.log(targets[:, 0])
+    high = np.array([np.exp(log_t.max() + RANGE_MARGIN * np.ptp(log_t)),
+                     targets[:, 1].max() + RANGE_MARGIN * np.ptp(targets[:, 1])])
+    out = graph_outputs(graph, numeric.astype(np.float32), np.zeros((50, 1), dtype=np.int64))
+    np.testing.assert_allclose(out["mean"], np.broadcast_to(high, (50, 2)), rtol=1e-4)
+    with torch.no_grad():
+        graph.biases[-1].fill_(-1e4)
+        low = graph.outputs(torch.from_numpy(numeric), torch.zeros(50, 1, dtype=torch.int64))["mean"].numpy()
+    np.testing.assert_allclose(low[:, 1], targets[:, 1].min() - RANGE_MARGIN * np.ptp(targets[:, 1]), rtol=1e-4)
+    assert np.all(low[:, 0] >= np.exp(log_t.min() - RANGE_MARGIN * np.ptp(log_t)) * (1 - 1e-4))

@@ -37,6 +37,10 @@ from shopfloor.core.config import TrainingConfig
 from shopfloor.core.training import SupervisedModule, fit_supervised
 
 LOG_RATIO = 10.0  # a positive column whose max/min reaches this is modelled on a log scale (auto)
+# numeric results are held inside their training range widened by this fraction of its span (in the log space
+# where the result is logged): a new job whose geometry lies outside the records cannot make an MLP extrapolate,
+# then exponentiate, into absurd values (LEGO grouped CV: a warpage of 192 predicted for a 2 mm part)
+RANGE_MARGIN = 0.1
 REGRESSION_OUTPUTS = ("mean", "std", "model_std", "lower", "upper")
 CLASS_OUTPUTS = ("probabilities", "probability_std")
 
@@ -60,8 +64,10 @@ class SurrogateEnsemble(nn.Module):
         self.category_sizes, self.class_sizes = list(category_sizes), list(class_sizes)
         self.members = members
         for name, size in (("in_log", n_numeric), ("in_mean", n_numeric), ("in_std", n_numeric),
-                           ("out_log", n_regression), ("out_mean", n_regression), ("out_std", n_regression)):
-            self.register_buffer(name, torch.zeros(size) if "std" not in name else torch.ones(size))
+                           ("out_log", n_regression), ("out_mean", n_regression), ("out_std", n_regression),
+                           ("out_low", n_regression), ("out_high", n_regression)):
+            initial = {"std": 1.0, "low": -1e30, "high": 1e30}.get(name.split("_")[1], 0.0)
+            self.register_buffer(name, torch.full((size,), initial))
         # variance scaling of each numeric result, fitted on held-out records after training (calibration)
         self.register_buffer("variance_scale", torch.ones(n_regression))
         self.register_buffer("z", torch.tensor(float(norm.ppf(0.5 + interval / 2))))
@@ -85,18 +91,22 @@ class SurrogateEnsemble(nn.Module):
 
     # ----------------------------------------------------------------- scaling
     def fit_scaling(self, numeric: np.ndarray, regression_targets: np.ndarray, log_mode: str = "auto") -> None:
-        """Set the input and output scaling from training data (log where :func:`log_columns` says so)."""
-        in_log = log_columns(numeric, log_mode)
-        x = np.where(in_log, np.log(np.maximum(numeric, 1e-30)), numeric)
-        self.in_log.copy_(torch.tensor(in_log, dtype=torch.float32))
-        self.in_mean.copy_(torch.tensor(x.mean(axis=0), dtype=torch.float32))
-        self.in_std.copy_(torch.tensor(np.maximum(x.std(axis=0), 1e-6), dtype=torch.float32))
+        """Set the input and output scaling from training data (log where :func:`log_columns` says so) and the
+        range the numeric results are held to (training min/max widened by RANGE_MARGIN of the span, in the log
+        space where logged)."""
+        def fill(prefix: str, log: np.ndarray, values: np.ndarray) -> None:
+            v = np.where(log, np.log(np.maximum(values, 1e-30)), values)
+            low, high = v.min(axis=0), v.max(axis=0)
+            margin = RANGE_MARGIN * (high - low)
+            named = {"log": log, "mean": v.mean(axis=0), "std": np.maximum(v.std(axis=0), 1e-6),
+                     "low": low - margin, "high": high + margin}
+            for name, value in named.items():
+                if hasattr(self, f"{prefix}_{name}"):
+                    getattr(self, f"{prefix}_{name}").copy_(torch.tensor(value, dtype=torch.float32))
+
+        fill("in", log_columns(numeric, log_mode), numeric)
         if self.n_regression:
-            out_log = log_columns(regression_targets, log_mode)
-            t = np.where(out_log, np.log(np.maximum(regression_targets, 1e-30)), regression_targets)
-            self.out_log.copy_(torch.tensor(out_log, dtype=torch.float32))
-            self.out_mean.copy_(torch.tensor(t.mean(axis=0), dtype=torch.float32))
-            self.out_std.copy_(torch.tensor(np.maximum(t.std(axis=0), 1e-6), dtype=torch.float32))
+            fill("out", log_columns(regression_targets, log_mode), regression_targets)
 
     def features(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """Raw inputs -> the members' input: log where chosen, standardised, then one-hot categories."""
@@ -148,10 +158,11 @@ class SurrogateEnsemble(nn.Module):
             model_var = ((mu - mean) ** 2).mean(dim=0)
             total_var = (var.mean(dim=0) + model_var) * self.variance_scale
             t, s = mean * self.out_std + self.out_mean, torch.sqrt(total_var) * self.out_std
+            t = torch.minimum(torch.maximum(t, self.out_low), self.out_high)  # within the (widened) training range
             s_model = torch.sqrt(model_var) * self.out_std
             logged = self.out_log > 0.5
             t_exp = torch.clamp(t, max=80.0)
-            centre = torch.exp(t_exp + s * s / 2)
+            centre = torch.exp(torch.minimum(t_exp + s * s / 2, self.out_high))
             result["mean"] = torch.where(logged, centre, t)
             result["std"] = torch.where(logged, centre * torch.sqrt((torch.exp(torch.clamp(s * s, max=20.0)) - 1.0)), s)
             result["model_std"] = torch.where(logged, torch.exp(t_exp) * s_model, s_model)
