@@ -44,3 +44,22 @@ def test_feature_memory_cap_bounds_rss():
     assert capped["patches_per_image"] < 1024
     assert uncapped["growth_mb"] > 96
     assert capped["growth_mb"] < uncapped["growth_mb"] - 80
+
+
+def test_padim_inverse_covariance_survives_a_thread_count_change():
+    """torch 2.13's batched LU breaks once set_num_threads changed in the process (control training did that);
+    the Gaussian fit must still give the inverse covariance."""
+    import torch
+
+    from shopfloor.inspection.anomaly.padim import GaussianAccumulator
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
+    acc = GaussianAccumulator(152, 64)
+    feats = torch.randn(200, 152, 8, 8, generator=torch.Generator().manual_seed(0))
+    acc.update(feats)
+    mean, inv = acc.finalize(0.01)
+    cov = (acc.outer - acc.n * acc.sum[:, :, None] / acc.n * (acc.sum[:, None, :] / acc.n)) / (acc.n - 1)
+    cov += 0.01 * torch.eye(152, dtype=cov.dtype)
+    assert torch.allclose(inv.double() @ cov, torch.eye(152, dtype=torch.float64).expand_as(cov), atol=1e-3)

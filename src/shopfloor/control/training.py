@@ -29,7 +29,6 @@ from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
-import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 
 from shopfloor.core.errors import ConfigError
@@ -324,8 +323,8 @@ def train_policy(cfg: Any, log_dir: Path | None) -> TrainedPolicy:
     venv = make_vec_env(env_fn, n_envs=n_envs, seed=seed, vec_env_cls=vec_cls)
     clip = 10.0
     venv = VecNormalize(venv, norm_obs=True, norm_reward=cfg.algo == "ppo", clip_obs=clip, gamma=cfg.gamma)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small networks: one learner thread beside the simulator processes
+    # torch's thread count is left alone: changing it in the process breaks torch 2.13's batched LU (linalg.inv)
+    # for every later caller in the process (MKL DLASWP errors)
     started = time.perf_counter()
     try:
         kwargs = hyperparameters(cfg, n_envs, int(np.prod(probe.action_space.shape or (1,))))
@@ -365,7 +364,6 @@ def train_policy(cfg: Any, log_dir: Path | None) -> TrainedPolicy:
                              timesteps=int(model.num_timesteps), stopped_early=validation.stopped_early,
                              best_timesteps=best_steps)
     finally:
-        torch.set_num_threads(threads)
         venv.close()
 
 

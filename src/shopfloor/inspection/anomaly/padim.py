@@ -36,7 +36,9 @@ class GaussianAccumulator:
         mean = self.sum / self.n
         cov = (self.outer - self.n * mean.unsqueeze(2) * mean.unsqueeze(1)) / (self.n - 1)
         cov += regularization * torch.eye(cov.shape[-1], dtype=cov.dtype)
-        return mean.float(), torch.linalg.inv(cov).float()
+        # Cholesky: the covariance is symmetric positive definite; torch 2.13's batched LU (linalg.inv) fails with
+        # "Pivots given to lu_solve..." once torch.set_num_threads has been changed in the process
+        return mean.float(), torch.cholesky_inverse(torch.linalg.cholesky(cov)).float()
 
 
 class Padim(nn.Module):
