@@ -26,7 +26,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from shopfloor.maintenance.failure_prediction.task import FailurePrediction, binary_metrics  # noqa: E402
-from shopfloor.maintenance.tabular import AI4I_MODES, read_table  # noqa: E402
+from shopfloor.core.tables import read_table  # noqa: E402
+from shopfloor.maintenance.tabular import AI4I_MODES  # noqa: E402
 
 TARGET = "Machine failure"
 RAW = ["Type", "Air temperature [K]", "Process temperature [K]", "Rotational speed [rpm]", "Torque [Nm]",

@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from common import RESULTS, ROOT, require_dataset, write_result  # noqa: E402
 
-from shopfloor.process.optimisation.data import read_table  # noqa: E402
+from shopfloor.core.tables import read_table  # noqa: E402
 from shopfloor.process.optimisation.task import ProcessOptimisation  # noqa: E402
 
 NAME = "process_optimisation"

@@ -10,7 +10,8 @@ import torch
 from shopfloor.core.errors import DataError
 from shopfloor.maintenance.failure_prediction.models import TabularFeatures
 from shopfloor.maintenance.failure_prediction.simulator import make_process_records
-from shopfloor.maintenance.tabular import AI4I_DERIVED, binary_column, encode, fit_schema, parse_derived, read_table
+from shopfloor.core.tables import read_table
+from shopfloor.maintenance.tabular import AI4I_DERIVED, binary_column, encode, fit_schema, parse_derived
 
 EXCLUDE = ["Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF", "UDI", "Product ID"]
 

@@ -9,7 +9,7 @@ import pytest
 from shopfloor.core.errors import DataError
 from shopfloor.maintenance.checks import id_like_columns, name_tokens
 from shopfloor.maintenance.failure_prediction.task import MAX_NORMAL_ALARM_RATE, FailurePrediction
-from shopfloor.maintenance.tabular import read_table
+from shopfloor.core.tables import read_table
 
 TINY = {"epochs": 2, "batch_size": 128, "progress": False, "device": "cpu"}
 

@@ -20,7 +20,8 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from shopfloor.core.errors import DataError  # noqa: E402
 from shopfloor.maintenance.histories import HistorySpec, load_histories  # noqa: E402
-from shopfloor.maintenance.tabular import binary_column, encode, fit_schema, read_table  # noqa: E402
+from shopfloor.core.tables import read_table  # noqa: E402
+from shopfloor.maintenance.tabular import binary_column, encode, fit_schema  # noqa: E402
 from shopfloor.maintenance.vibration import (  # noqa: E402
     read_cwru_mat,
     read_signal_file,

@@ -14,7 +14,7 @@ import pandas as pd
 from shopfloor.core.errors import DataError
 from shopfloor.core.quality import QualityData
 
-from .tabular import read_table
+from shopfloor.core.tables import read_table
 
 MAX_ONE_HOT = 50  # text columns with more categories are left out of the encoding (identifiers)
 

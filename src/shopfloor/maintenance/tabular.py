@@ -13,7 +13,6 @@ missing columns and NaN/inf (unless imputation was asked for). Derived features 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
@@ -63,39 +62,6 @@ class TabularSchema(StrictModel):
     def feature_names(self) -> list[str]:
         """Names of the scaled numeric inputs of the graph: raw numeric columns then derived features."""
         return [*self.numeric, *(d.name for d in self.derived)]
-
-
-def read_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """A DataFrame from a CSV/Parquet path (or a copy of a DataFrame, index reset), column names as stripped
-    text; an empty table or two columns with one name are refused."""
-    if isinstance(source, pd.DataFrame):
-        frame, where = source.reset_index(drop=True), "the DataFrame"
-    elif not isinstance(source, (str, Path)):
-        raise DataError(f"a table is a .csv/.parquet path or a pandas DataFrame, not a {type(source).__name__}")
-    else:
-        path = Path(source)
-        where = str(path)
-        if path.is_dir():
-            raise DataError(f"{path} is a folder; pass the .csv or .parquet table itself")
-        if not path.is_file():
-            raise DataError(f"table {path} does not exist")
-        suffix = path.suffix.lower()
-        if suffix not in (".csv", ".parquet", ".pq"):
-            raise DataError(f"{path} is not a table; use a .csv or .parquet file")
-        try:
-            frame = pd.read_csv(path, encoding="utf-8-sig") if suffix == ".csv" else pd.read_parquet(path)
-        except pd.errors.EmptyDataError:
-            raise DataError(f"table {path} is empty") from None
-        except Exception as exc:  # pandas/pyarrow raise many types for malformed files
-            raise DataError(f"cannot read table {path}: {exc}") from exc
-    if frame.empty:
-        raise DataError(f"table {where} has no rows")
-    columns = [str(c).strip() for c in frame.columns]
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
-    if repeated:
-        raise DataError(f"{where} has several columns named {repeated}; give every column its own name")
-    frame.columns = columns
-    return frame
 
 
 def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str = "column") -> None:

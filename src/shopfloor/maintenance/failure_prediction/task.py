@@ -33,6 +33,7 @@ from shopfloor.core.custom import ModelContract, UserModelConfig, build_user_mod
 from shopfloor.core.errors import DataError
 from shopfloor.core.ranges import InputRanges
 from shopfloor.core.task import OnnxSignature, TableColumns, Task, batched, read_inputs, to_jsonable
+from shopfloor.core.tables import read_table
 from shopfloor.core.training import SupervisedModule, fit_supervised, seed_everything
 
 from ..checks import describe_id_like, id_like_columns, list_items
@@ -45,7 +46,6 @@ from ..tabular import (
     binary_column,
     encode,
     fit_schema,
-    read_table,
     require_columns,
 )
 from .models import FailureEnsemble, PackedInput, TabularFeatures, TabularNet

@@ -27,12 +27,13 @@ from torch import nn
 from shopfloor.core.artifact import Artifact, fingerprint_arrays
 from shopfloor.core.config import StrictModel, TrainingConfig
 from shopfloor.core.errors import ConfigError
+from shopfloor.core.tables import read_table
 from shopfloor.core.ranges import InputRanges
 from shopfloor.core.task import OnnxSignature, TableColumns, Task, batched, read_inputs, to_jsonable
 from shopfloor.core.training import seed_everything
 
 from . import recommend as rec
-from .data import ProcessSchema, TableSpec, encode_inputs, encode_results, fit_schema, groups_of, read_table
+from .data import ProcessSchema, TableSpec, encode_inputs, encode_results, fit_schema, groups_of
 from .surrogate import SurrogateEnsemble, train_ensemble
 from .validation import class_scores, cross_validate, regression_scores
 
