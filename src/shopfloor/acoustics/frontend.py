@@ -27,6 +27,11 @@ from torch import nn
 LOG_EPS = 1e-10  # power floor before the log (-100 dB)
 
 
+def power_to_db(power: torch.Tensor) -> torch.Tensor:
+    """``10 * log10(power + eps)``: the one dB conversion of the front end (graph and training augmentation)."""
+    return 10.0 * torch.log10(power + LOG_EPS)
+
+
 def mel_filterbank(sampling_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
                    fmax: float | None = None) -> np.ndarray:
     """librosa's Slaney mel filterbank ``(n_mels, n_fft // 2 + 1)`` (float32)."""
@@ -72,9 +77,12 @@ class LogMel(nn.Module):
         n_freq = self.n_fft // 2 + 1
         return spec[:, :n_freq] ** 2 + spec[:, n_freq:] ** 2
 
+    def from_power(self, power: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(batch, n_mels, frames)`` of a power spectrogram: what :meth:`forward` does after the STFT."""
+        return power_to_db(torch.matmul(self.filterbank, power))
+
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
-        mel = torch.matmul(self.filterbank, self.power(samples))
-        return 10.0 * torch.log10(mel + LOG_EPS)
+        return self.from_power(self.power(samples))
 
     def frame_seconds(self) -> float:
         """Seconds between frames."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..frontend import LOG_EPS, LogMel
+from ..frontend import LogMel, power_to_db
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def power_spectra(frontend: LogMel, audio: np.ndarray, batch: int = 256) -> torc
         for start in range(0, len(audio), batch):
             power = frontend.power(torch.from_numpy(np.ascontiguousarray(audio[start:start + batch],
                                                                          dtype=np.float32)))
-            out.append((10 * torch.log10(power + LOG_EPS)).half())
+            out.append(power_to_db(power).half())
     n_freq = frontend.n_fft // 2 + 1
     return torch.cat(out) if out else torch.zeros(0, n_freq, frontend.n_frames(audio.shape[-1]), dtype=torch.half)
 
@@ -112,7 +112,7 @@ class SpectralAugment:
             scale = power.mean(dim=(1, 2), keepdim=True) / noise.mean(dim=(1, 2), keepdim=True).clamp_min(1e-12)
             power = power + noise * scale / 10 ** (snr / 10) * self._chance(batch, s.noise_probability)
         warp = torch.randint(0, len(self.warps), (batch,), generator=self.generator)
-        logmel = 10 * torch.log10(torch.bmm(self.warps[warp], power) + LOG_EPS)
+        logmel = power_to_db(torch.bmm(self.warps[warp], power))
         return self._masks(logmel)
 
     def _time_warp(self, power: torch.Tensor) -> torch.Tensor:

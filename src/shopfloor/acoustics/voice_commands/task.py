@@ -38,7 +38,7 @@ from shopfloor.core.task import OnnxSignature, Task, batched, read_inputs, to_js
 from shopfloor.core.training import SupervisedModule, balanced_class_weights, fit_supervised, seed_everything
 
 from ..audio import AUDIO_SUFFIXES, as_clip, expand_inputs
-from ..frontend import LOG_EPS, LogMel
+from ..frontend import LogMel
 from ..speech_synth import SILENCE, background, check_commands
 from .augment import AugmentSettings, SpectralAugment, power_spectra
 from .data import SYNTH_SPEAKER, CommandClips, fit_length, read_command_folders, speaker_split, synthesized_clips
@@ -250,8 +250,8 @@ class VoiceCommands(Task):
         model = self.build_model()
         spectra = power_spectra(model.frontend, train.audio)
         with torch.no_grad():
-            logmel = torch.cat([10 * torch.log10(model.frontend.filterbank @ (10 ** (spectra[sl].float() / 10))
-                                                 + LOG_EPS) for sl in batched(len(train), 256)])
+            logmel = torch.cat([model.frontend.from_power(10 ** (spectra[sl].float() / 10))
+                                for sl in batched(len(train), 256)])
             model.band_mean.copy_(logmel.mean(dim=(0, 2)).unsqueeze(1))
             model.band_std.copy_(logmel.std(dim=(0, 2)).unsqueeze(1) + 1e-5)
             val_logmel = torch.cat([model.frontend(torch.from_numpy(val.audio[sl]))
