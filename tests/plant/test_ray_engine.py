@@ -90,3 +90,15 @@ def test_cli_engine_ray(model_and_folder, local_ray):
     assert len(rows) == 18 and all("score" in r for r in rows)
     result = CliRunner().invoke(app, ["predict", str(model), str(folder), "--engine", "spark"])
     assert result.exit_code == 2 and "--engine" in result.output
+
+
+def test_cli_engine_ray_needs_inputs(model_and_folder):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli import app
+
+    model, folder = model_and_folder
+    for extra in ([], ["--n", "3"], [str(folder), "--class", "good"]):
+        result = CliRunner().invoke(app, ["predict", str(model), *extra, "--engine", "ray"])
+        assert result.exit_code == 2, result.output
+        assert "--engine ray scores input files" in result.output and "Traceback" not in result.output

@@ -227,6 +227,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_serve_precision(models, sqlite_url):
+    """``--precision``: fp32 serves; int8 on a model without a gated int8 graph is refused before the start."""
+    from typer.testing import CliRunner
+
+    from shopfloor.cli import app
+
+    with _client(models, sqlite_url, precision="fp32") as client:
+        r = client.post("/v1/models/surface/predict", files={"file": ("a.png", _png(models["images"][0]))})
+        assert r.status_code == 200, r.text
+    for precision, words in (("int8", "optimize"), ("int4", "unknown precision")):
+        refused = CliRunner().invoke(app, ["serve", str(models["dirs"][0]), "--precision", precision])
+        assert refused.exit_code == 2 and words in refused.output and "Traceback" not in refused.output
+
+
 def test_serve_from_the_command_line(models, tmp_path):
     import httpx
 

@@ -236,6 +236,9 @@ def predict(
         check_output_file(json_path, "--json")
         check_output_dir(out, "--out")
         if engine == "ray":
+            if not inputs or n is not None or class_name is not None:
+                fail("--engine ray scores input files or folders; give some, and run generators (--n, --class) "
+                     "with --engine local")
             results, name = predict_on_ray_engine(model_dir, inputs, ray_address, explain, out, skip_bad, device, precision,
                                             strict, key_file, quiet)
         elif engine != "local":
@@ -406,6 +409,7 @@ def serve(
                                               "content-addressed"),
     keep_inputs: Optional[int] = typer.Option(None, "--keep-inputs", min=1, help="retention: stored inputs kept"),
     device: str = DEVICE,
+    precision: str = PRECISION,
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
 ) -> None:
@@ -425,10 +429,13 @@ def serve(
         named = [item.split("=", 1) if "=" in item else [Path(item).resolve().name, item] for item in model_dirs]
         for _, model_dir in named:
             read_artifact(model_dir)  # refused here, with a message, before the server starts
+            if precision != "auto":  # an unknown precision or a missing int8 graph, also before the start
+                load_model(Path(model_dir), "cpu", False, True, None, precision)
         settings = ServerSettings(model_dirs=[Path(d).resolve() for _, d in named], model_names=[n for n, _ in named],
                                   db=db, api_key_hashes=keys,
                                   max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_batch=max_batch,
-                                  max_wait_ms=max_wait_ms, runners=runners, device=device, inputs_dir=inputs_dir,
+                                  max_wait_ms=max_wait_ms, runners=runners, device=device, precision=precision,
+                                  inputs_dir=inputs_dir,
                                   keep_inputs=keep_inputs)
     say(f"serving {', '.join(n for n, _ in named)} on http://{host}:{port} (docs at /docs)")
     log_level = "info" if is_verbose() else "warning"

@@ -62,6 +62,7 @@ class ServerSettings(BaseModel):
     max_wait_ms: float = Field(5.0, ge=0)
     runners: int = Field(2, ge=1, le=8, description="batches of one model in flight at once")
     device: str = "auto"
+    precision: str = Field("auto", description="auto | fp32 | int8 (auto: int8 where it passed its accuracy gate)")
     inputs_dir: Path | None = None
     keep_inputs: int | None = None
 
@@ -335,7 +336,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             name = settings.model_names[i] if settings.model_names else Path(model_dir).resolve().name
             if name in served:
                 raise ConfigError(f"two models are named {name!r} (the model directory's name); rename one folder")
-            task = load(model_dir, device=settings.device)
+            task = load(model_dir, device=settings.device, precision=settings.precision)
             task.training.progress = False
             artifact_hash = task._artifact.manifest["manifest_sha256"]
             served[name] = ServedModel(name, Path(model_dir), task, artifact_hash,

@@ -246,13 +246,11 @@ def search(space: SearchSpace, scorer: Scorer, trials: int, seed: int, batch: in
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_obj = len(scorer.objectives)
-    constraints_func = (lambda t: t.user_attrs["violation"]) if scorer.constraints else None
-    if n_obj == 1:
-        sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=constraints_func, n_startup_trials=min(
-            40, max(10, trials // 5)), multivariate=True)
+    if n_obj == 1:  # constraints reach both samplers through Trial.set_constraint (optuna >= 5)
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(40, max(10, trials // 5)),
+                                             multivariate=True)
     else:
-        sampler = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints_func,
-                                                population_size=min(50, max(10, trials // 8)))
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(10, trials // 8)))
     study = optuna.create_study(directions=["minimize"] * n_obj, sampler=sampler)
     distributions = space.distributions()
     rows: list[dict[str, float]] = []
@@ -265,7 +263,8 @@ def search(space: SearchSpace, scorer: Scorer, trials: int, seed: int, batch: in
             settings = [dict(t.params) for t in asked]
             scored = scorer.score(space.rows(settings)) if distributions else scorer.score(space.rows([{}] * len(asked)))
             for trial, v, c in zip(asked, scored["values"], scored["violation"]):
-                trial.set_user_attr("violation", [float(x) for x in c])
+                for i, violation in enumerate(c):
+                    trial.set_constraint(f"constraint_{i}", float(violation))
                 study.tell(trial, [float(x) for x in v] if n_obj > 1 else float(v[0]))
             rows.extend(settings)
             values_all.append(scored["values"])
