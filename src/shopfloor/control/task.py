@@ -79,6 +79,8 @@ class ControlEvaluateOptions(StrictModel):
     seed: int = Field(0, ge=0, description="first episode seed (episodes use seed, seed + 1, ...)")
     env_kwargs: dict[str, Any] | None = Field(None, description="environment parameters merged over the "
                                               "training ones (e.g. '{\"randomize\": 0.3}')")
+    render: bool = Field(True, description="robot tasks: replay the first episode offscreen for the report (GIF "
+                         "and PNG strip of each controller); environments that cannot render are skipped")
 
 
 class Control(Task):
@@ -331,8 +333,9 @@ class Control(Task):
         if report_dir is not None:
             from .report import write_control_report
 
+            replay = {"policy": (act, lambda: None), **{n: (c.act, c.reset) for n, c in controllers.items()}}
             result["report"] = str(write_control_report(self, result, policy_episodes, baseline_episodes, traces,
-                                                        report_dir))
+                                                        report_dir, replay, opts.render))
         return to_jsonable(result)
 
     @staticmethod
