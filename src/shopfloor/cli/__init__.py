@@ -35,7 +35,8 @@ from .output import (  # noqa: E402
     show_metrics,
     write_result,
 )
-from .runs import load_model, predict_on_ray_engine, stream_opcua, task_help, user_errors  # noqa: E402
+from .runs import (check_served_models, load_model, predict_on_ray_engine, stream_opcua, task_help,  # noqa: E402
+                   user_errors)
 from .recommend import recommend as recommend_command  # noqa: E402
 from .check import check as check_command  # noqa: E402
 from .suggest import fold_in_labels, suggest as suggest_command  # noqa: E402
@@ -418,7 +419,6 @@ def serve(
     setup_console(verbose, quiet)
     import uvicorn
 
-    from shopfloor.core.artifact import read_artifact
     from shopfloor.plant.server import SETTINGS_ENV, ServerSettings, create_app, is_loopback, read_api_key_file
 
     with user_errors():
@@ -426,17 +426,11 @@ def serve(
         if not keys and not is_loopback(host):
             fail(f"binding to {host} makes the server reachable from the network: give --api-key-file "
                  "(clients then send 'Authorization: Bearer <key>'), or bind to 127.0.0.1")
-        named = [item.split("=", 1) if "=" in item else [Path(item).resolve().name, item] for item in model_dirs]
-        for _, model_dir in named:
-            read_artifact(model_dir)  # refused here, with a message, before the server starts
-            if precision != "auto":  # an unknown precision or a missing int8 graph, also before the start
-                load_model(Path(model_dir), "cpu", False, True, None, precision)
+        named = check_served_models(model_dirs, precision)
         settings = ServerSettings(model_dirs=[Path(d).resolve() for _, d in named], model_names=[n for n, _ in named],
-                                  db=db, api_key_hashes=keys,
-                                  max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_batch=max_batch,
-                                  max_wait_ms=max_wait_ms, runners=runners, device=device, precision=precision,
-                                  inputs_dir=inputs_dir,
-                                  keep_inputs=keep_inputs)
+                                  db=db, api_key_hashes=keys, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                                  max_batch=max_batch, max_wait_ms=max_wait_ms, runners=runners, device=device,
+                                  precision=precision, inputs_dir=inputs_dir, keep_inputs=keep_inputs)
     say(f"serving {', '.join(n for n, _ in named)} on http://{host}:{port} (docs at /docs)")
     log_level = "info" if is_verbose() else "warning"
     if workers > 1:

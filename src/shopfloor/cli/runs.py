@@ -53,6 +53,20 @@ def load_model(model_dir: Path, device: str, strict: bool = False, quiet: bool =
     return task
 
 
+def check_served_models(model_dirs: List[str], precision: str) -> List[List[str]]:
+    """``serve``'s models as ``[name, dir]`` pairs (``NAME=DIR`` or ``DIR``, named after its folder), each refused
+    here, with a message, before the server starts: not a model directory, or (``precision`` other than auto) an
+    unknown precision or a missing int8 graph."""
+    from shopfloor.core.artifact import read_artifact
+
+    named = [item.split("=", 1) if "=" in item else [Path(item).resolve().name, item] for item in model_dirs]
+    for _, model_dir in named:
+        read_artifact(model_dir)
+        if precision != "auto":
+            load_model(Path(model_dir), "cpu", False, True, None, precision)
+    return named
+
+
 def predict_on_ray_engine(model_dir: Path, inputs: List[Path], address: Optional[str], explain: bool, out: Optional[Path],
                     skip_bad: bool, device: str, precision: str, strict: bool, key_file: Optional[Path], quiet: bool):
     """``predict --engine ray``: the rows and the task name (see :mod:`shopfloor.plant.ray_engine`); ``--device
