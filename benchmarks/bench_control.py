@@ -3,11 +3,12 @@
 Parts (each fits one CPU-lock hold; results are merged into benchmarks/results/control.json):
 
 - ``thermal``: SAC (``--action-mode increment``: the agent steps the heater command by at most the rate limit;
-  ``absolute`` is kept under ``thermal_absolute_action``) trained on ``shopfloor/ThermalProcess-v0`` with ±30 % domain randomisation of gain, time constant
-  and delay (2 simulator processes, a wall-time budget), then 100 seeded episodes on the nominal plant and 100 on
-  randomised plants, the exported ONNX policy against the PID (SIMC from a step test, then optimised on the nominal
-  plant). Targets: IAE >= 20 % below the PID with no more violations on the nominal plant; ahead of it on the
-  randomised plants.
+  ``absolute`` is kept under ``thermal_absolute_action``; ``residual``, under ``thermal_residual``: the agent
+  corrects the tuned PID's command by at most ``--residual-scale``) trained on ``shopfloor/ThermalProcess-v0``
+  with ±30 % domain randomisation of gain, time constant and delay (2 simulator processes, a wall-time budget),
+  then 100 seeded episodes on the nominal plant and 100 on randomised plants, the exported ONNX policy against the
+  PID (SIMC from a step test, then optimised on the nominal plant). Targets: IAE >= 20 % below the PID with no more
+  violations on the nominal plant; ahead of it on the randomised plants.
 - ``reach``: TQC + HER on panda-gym's ``PandaReach-v3`` (PyBullet), 100 seeded episodes against the scripted
   controller (straight at the goal). Target: success rate >= 0.95.
 - ``pick``: TQC + HER on ``PandaPickAndPlace-v3`` for a CPU budget (``--seconds``; the stored run: 570 s on 2
@@ -49,7 +50,9 @@ def _keep(metrics: dict) -> dict:
 def thermal(args: argparse.Namespace) -> dict:
     out = Path(args.out) / "thermal"
     task = Control(env="shopfloor/ThermalProcess-v0", env_kwargs={"randomize": 0.3}, algo=args.algo,
-                   action_mode=args.action_mode,
+                   action_mode=args.action_mode, residual_scale=args.residual_scale,
+                   residual_dead_zone=args.residual_dead_zone, gamma=args.gamma,
+                   net_arch=args.net_arch, algo_kwargs=json.loads(args.algo_kwargs),
                    timesteps=args.timesteps, max_seconds=args.seconds, n_envs=2, eval_freq=10_000,
                    eval_episodes=10, checkpoint_freq=50_000, training={"progress": False, "seed": 0})
     started = time.perf_counter()
@@ -62,12 +65,15 @@ def thermal(args: argparse.Namespace) -> dict:
     pid = nominal["per_controller"]["pid"]
     reduction = -nominal["comparison"]["pid"]["iae"]["relative"]
     training = task.state["training"]
-    key = "thermal" if args.action_mode == "increment" else "thermal_absolute_action"
+    key = {"increment": "thermal", "absolute": "thermal_absolute_action", "residual": "thermal_residual"}
     return {
-        key: {
-            "algo": args.algo, "action_mode": args.action_mode, "train_env_kwargs": {"randomize": 0.3}, "timesteps": training["timesteps"],
+        key[args.action_mode]: {
+            "algo": args.algo, "action_mode": args.action_mode, "residual": task.state.get("residual"),
+            "gamma": args.gamma, "net_arch": args.net_arch, "algo_kwargs": json.loads(args.algo_kwargs),
+            "train_env_kwargs": {"randomize": 0.3}, "timesteps": training["timesteps"],
             "training_seconds": training["seconds"], "fit_seconds_incl_pid_tuning": round(fit_seconds, 1),
             "best_timesteps": training["best_timesteps"], "n_envs": 2, "budget_seconds": args.seconds,
+            "validation": training["validation"],
             "pid_gains": {k: task.state["baselines"]["pid"][k] for k in ("kc", "ti", "td")},
             "pid_simc_gains": task.state["baselines"]["pid"]["simc"],
             "nominal": _keep(nominal), "randomised_30pct": _keep(randomised),
@@ -153,7 +159,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", choices=("thermal", "dispatching", "reach", "pick"), required=True)
     parser.add_argument("--algo", default="sac")
-    parser.add_argument("--action-mode", default="increment", choices=("increment", "absolute"))
+    parser.add_argument("--action-mode", default="increment", choices=("increment", "absolute", "residual"))
+    parser.add_argument("--residual-scale", type=float, default=0.1)
+    parser.add_argument("--residual-dead-zone", type=float, default=0.0)
+    parser.add_argument("--gamma", type=float, default=0.98)
+    parser.add_argument("--net-arch", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--algo-kwargs", default="{}", help="more SAC/TQC arguments (JSON)")
     parser.add_argument("--seconds", type=float, default=420.0)
     parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--episodes", type=int, default=100)
@@ -169,8 +180,7 @@ def main() -> None:
     merged = {}
     if previous.is_file():
         stored = json.loads(previous.read_text())
-        merged = {k: stored[k] for k in ("thermal", "thermal_absolute_action", "dispatching", "reach",
-                                         "pick_and_place") if k in stored}
+        merged = {k: v for k, v in stored.items() if k not in ("benchmark", "date", "machine")}  # the other parts
     merged.update(figures)
     write_result("control", merged)
     print(json.dumps({k: v for k, v in figures[part].items() if k not in ("nominal", "randomised_30pct",

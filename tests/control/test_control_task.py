@@ -14,6 +14,7 @@ from shopfloor.control.training import make_env
 from shopfloor.core.errors import ConfigError, DataError, NotFittedError
 from shopfloor.core.registry import get_task, load
 
+OBS = 24  # thermal observation values: 8 + the default history of 16
 TINY = {"n_envs": 1, "eval_freq": 200, "eval_episodes": 1, "checkpoint_freq": 0, "training": {"progress": False}}
 
 
@@ -31,7 +32,7 @@ def test_registered_and_unfitted_refusals(tmp_path):
     assert get_task("control") is Control
     task = Control()
     with pytest.raises(NotFittedError, match=r"call fit\(\)"):
-        task.predict([np.zeros(22)])
+        task.predict([np.zeros(OBS)])
     with pytest.raises(NotFittedError):
         task.evaluate(None)
     with pytest.raises(ConfigError, match="reads no --data"):
@@ -54,7 +55,7 @@ def test_export_matches_the_sb3_policy_and_respects_limits(thermal):
         obs.append(o)
     assert task.parity_with_sb3(np.stack(obs)) < 1e-5  # observations the plant gives
     rng = np.random.default_rng(0)
-    wild = rng.normal(0, 1, (4000, 22)) * rng.choice([1.0, 100.0, 1e4], (4000, 22))  # random, far outside too
+    wild = rng.normal(0, 1, (4000, OBS)) * rng.choice([1.0, 100.0, 1e4], (4000, OBS))  # random, far outside too
     wild[:, 6] = rng.uniform(-1, 1, 4000)  # the previous action is always a feasible one
     assert task.parity_with_sb3(wild) < 1e-4
     actions = task.actions(wild.astype(np.float32))[:, 0]
@@ -83,10 +84,10 @@ def test_predict_reads_json_npy_csv_and_checks_the_contract(thermal, tmp_path):
     rows = task.predict([tmp_path / "o.json", tmp_path / "o.npy", tmp_path / "o.csv", obs])
     assert [r["index"] for r in rows] == [0, 0, 1, 0, 0]
     assert len({round(r["action"][0], 5) for r in rows}) == 1  # the same observation, the same action
-    with pytest.raises(DataError, match=r"got shape \(1, 5\), this model expects observations of 22 values"):
+    with pytest.raises(DataError, match=rf"got shape \(1, 5\), this model expects observations of {OBS} values"):
         task.predict([np.zeros(5)])
     with pytest.raises(DataError, match="NaN"):
-        task.predict([np.full(22, np.nan)])
+        task.predict([np.full(OBS, np.nan)])
 
 
 def test_evaluate_runs_policy_and_pid_on_the_same_episodes(thermal, tmp_path):
@@ -154,7 +155,7 @@ def test_server_answers_actions_over_http(thermal, tmp_path):
         assert r.status_code == 200, r.text
         assert r.json()["predictions"][0]["action"][0] == pytest.approx(task.predict([obs])[0]["action"][0], abs=1e-6)
         r = client.post("/v1/models/control/predict", json=[1.0, 2.0])
-        assert r.status_code in (400, 422) and "expects observations of 22 values" in r.text
+        assert r.status_code in (400, 422) and f"expects observations of {OBS} values" in r.text
 
 
 def test_goal_conditioned_robot_reach_with_her(tmp_path):
@@ -185,7 +186,7 @@ def test_increment_mode_graph_steps_from_the_previous_action():
     task = Control(algo="sac", timesteps=300, action_mode="increment", tune_baseline=False, **TINY)
     task.fit(None)
     rng = np.random.default_rng(1)
-    obs = rng.normal(0, 50, (2000, 22))
+    obs = rng.normal(0, 50, (2000, OBS))
     obs[:, 6] = rng.uniform(-1, 1, 2000)
     assert task.parity_with_sb3(obs) < 1e-5
     actions = task.actions(obs.astype(np.float32))[:, 0]

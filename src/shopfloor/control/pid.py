@@ -10,6 +10,10 @@ construction). Gains are in the plant's units: ``kc`` in power (0..1) per °C, `
 there and minimises the mean integrated absolute error (plus a heavy penalty per over-temperature step) over a few
 seeded tuning episodes of the nominal plant with Nelder-Mead on the log-gains. The tuning seeds
 (:data:`TUNING_SEEDS`) are far from the evaluation seeds, so the baseline is not tuned on the test episodes.
+
+:func:`pid_command` is the same control law as a function of one observation: the environment's temperature rate is
+the slope of the PID's filtered measurement (filter 0.3) and the observation carries the previous error and rate,
+so the command needs no state (the base of the residual policy, computed the same way in the exported graph).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .envs.thermal import PREVIOUS_ACTION_INDEX, ThermalProcessEnv
+from .envs.thermal import PID_OBSERVATION, PREVIOUS_ACTION_INDEX, ThermalProcessEnv
 
 TUNING_SEEDS = tuple(range(1_000_000, 1_000_008))
 VIOLATION_PENALTY = 200.0  # °C·s of IAE one over-temperature step costs in the tuning objective
@@ -55,6 +59,38 @@ class PID:
 
     def gains(self) -> dict[str, float]:
         return {"kc": self.kc, "ti": self.ti, "td": self.td}
+
+
+def pid_command(observations: np.ndarray, kc: float, ti: float, td: float, dt: float,
+                indices: dict[str, int] | None = None) -> np.ndarray:
+    """:meth:`PID.act` (default derivative filter) from observations alone, rows ``(n, size)`` -> ``(n, 1)``:
+    the previous power plus ``kc·Δerror + kc·dt/ti·error - kc·td·Δrate``, clipped to 0..1, as a -1..1 command."""
+    obs = np.asarray(observations, dtype=np.float64)
+    at = {name: obs[:, i] for name, i in (indices or PID_OBSERVATION).items()}
+    increment = kc * (at["error"] - at["previous_error"]) + kc * dt / ti * at["error"] \
+        - kc * td * (at["temperature_rate"] - at["previous_temperature_rate"])
+    power = np.clip((at["previous_action"] + 1.0) / 2.0 + increment, 0.0, 1.0)
+    return (2.0 * power - 1.0)[:, None]
+
+
+def dead_zone(step: Any, width: float) -> Any:
+    """Residual actions within ``±width`` are 0, the rest rescaled to reach ±1 (numpy arrays or torch tensors): the
+    small output bias of an actor near steady state must not reach the plant, where the velocity-form PID would
+    integrate it into an offset."""
+    if not width:
+        return step
+    excess = abs(step) - width
+    return (excess * (excess > 0)) * ((step > 0) * 1.0 - (step < 0) * 1.0) / (1.0 - width)
+
+
+def residual_command(observations: np.ndarray, actions: np.ndarray, residual: dict[str, Any], low: np.ndarray,
+                     high: np.ndarray) -> np.ndarray:
+    """Residual mode: the PID's command plus ``scale`` x the (dead-zoned) agent action in [-1, 1], within bounds."""
+    obs = np.asarray(observations, dtype=np.float64).reshape(len(observations), -1)
+    base = pid_command(obs, residual["kc"], residual["ti"], residual["td"], residual["dt"], residual["indices"])
+    step = dead_zone(np.clip(np.asarray(actions, np.float64).reshape(len(obs), -1), -1.0, 1.0),
+                     residual.get("dead_zone", 0.0))
+    return np.clip(base + residual["scale"] * step, low, high)
 
 
 def fopdt_from_step(times: np.ndarray, response: np.ndarray, power_step: float) -> dict[str, float]:
@@ -127,4 +163,5 @@ def tune_pid(env_kwargs: dict[str, Any] | None = None, seeds: tuple[int, ...] = 
             "evaluations": int(result.nfev)}
 
 
-__all__ = ["PID", "fopdt_from_step", "run_episode", "simc_from_step_test", "tune_pid"]
+__all__ = ["PID", "dead_zone", "fopdt_from_step", "pid_command", "residual_command", "run_episode",
+           "simc_from_step_test", "tune_pid"]

@@ -10,7 +10,11 @@ environment or the plant gives it) and returns the action the plant may apply:
    squashed actors (SAC, TQC, TD3) are mapped from ``tanh`` to the action bounds, unsquashed
    ones (PPO) clipped to them; when the environment has a **rate limit**, the action is also clipped to
    ``previous ± rate_limit`` where ``previous`` is read from the observation (the rate limit is a state input), and
-   to the bounds again. Discrete actions: the index of the largest logit.
+   to the bounds again. In residual mode the actor's output in [-1, 1] times ``residual_scale`` is added to the
+   command of the commissioned PID, computed in the graph from the observation alone
+   (:func:`~shopfloor.control.pid.pid_command`), before the same bounds and rate limit; actor outputs within the
+   dead zone count as 0 (:func:`~shopfloor.control.pid.dead_zone`), and 0 is the PID. Discrete actions: the index
+   of the largest logit.
 
 So the limits hold in the graph itself, whatever the network outputs (see the safety test), and the same graph is
 evaluated, served and streamed.
@@ -22,6 +26,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .pid import dead_zone
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
 
@@ -72,8 +78,13 @@ class PolicyGraph(nn.Module):
     """
 
     def __init__(self, sizes: list[int], activation: str, discrete: bool, squash: bool,
-                 previous_action_index: int | None = None, increment: bool = False):
+                 previous_action_index: int | None = None, increment: bool = False,
+                 residual: dict[str, Any] | None = None):
         super().__init__()
+        self.pid_indices = dict(residual["indices"]) if residual else None  # observation index of each PID input
+        self.dead_zone = float(residual.get("dead_zone", 0.0)) if residual else 0.0
+        self.register_buffer("pid_gains", torch.tensor([residual[k] for k in ("kc", "ti", "td", "dt", "scale")]
+                                                       if residual else [0.0] * 5, dtype=torch.float32))
         self.discrete, self.squash, self.increment = bool(discrete), bool(squash), bool(increment)
         self.previous_action_index = previous_action_index
         obs_dim, act_dim = sizes[0], (1 if discrete else sizes[-1])
@@ -97,7 +108,10 @@ class PolicyGraph(nn.Module):
             step = torch.tanh(out) if self.squash else torch.clamp(out, -1.0, 1.0)
             action = observation[:, i:i + step.shape[-1]] + self.rate_limit * step
             return torch.maximum(torch.minimum(action, high), low)
-        if self.squash:
+        if self.pid_indices is not None:  # residual on the PID's command
+            step = dead_zone(torch.tanh(out) if self.squash else torch.clamp(out, -1.0, 1.0), self.dead_zone)
+            action = torch.maximum(torch.minimum(self.pid(observation) + self.pid_gains[4] * step, high), low)
+        elif self.squash:
             action = low + 0.5 * (torch.tanh(out) + 1.0) * (high - low)
         else:
             action = torch.maximum(torch.minimum(out, high), low)
@@ -107,6 +121,15 @@ class PolicyGraph(nn.Module):
             action = torch.maximum(torch.minimum(action, previous + self.rate_limit), previous - self.rate_limit)
             action = torch.maximum(torch.minimum(action, high), low)
         return action
+
+    def pid(self, observation: torch.Tensor) -> torch.Tensor:
+        """The commissioned PID's command ``(batch, 1)`` (:func:`shopfloor.control.pid.pid_command`)."""
+        at = {name: observation[:, i:i + 1] for name, i in self.pid_indices.items()}
+        kc, ti, td, dt = self.pid_gains[0], self.pid_gains[1], self.pid_gains[2], self.pid_gains[3]
+        increment = kc * (at["error"] - at["previous_error"]) + kc * dt / ti * at["error"] \
+            - kc * td * (at["temperature_rate"] - at["previous_temperature_rate"])
+        power = torch.clamp((at["previous_action"] + 1.0) / 2.0 + increment, 0.0, 1.0)
+        return 2.0 * power - 1.0
 
 
 def copy_actor(graph: PolicyGraph, linears: list[nn.Linear]) -> None:

@@ -54,9 +54,14 @@ class ControlConfig(StrictModel):
                                        "'{\"randomize\": 0.3}' (JSON)")
     algo: Literal[ALGORITHMS] = Field("sac", description="ppo | sac | td3 | tqc")  # type: ignore[valid-type]
     her: bool = Field(False, description="hindsight experience replay (goal-conditioned envs, off-policy algos)")
-    action_mode: Literal["absolute", "increment"] = Field(
+    action_mode: Literal["absolute", "increment", "residual"] = Field(
         "absolute", description="increment: the agent steps the previous action by at most the rate limit (needs "
-        "an env with a rate limit, e.g. the thermal zone); the graph outputs the absolute action either way")
+        "an env with a rate limit, e.g. the thermal zone); residual: the agent adds at most residual_scale to the "
+        "commissioned PID's command (thermal zone); the graph outputs the absolute action either way")
+    residual_scale: float = Field(0.1, gt=0, description="residual mode: the largest correction the agent adds to "
+                                  "the PID's command (action units)")
+    residual_dead_zone: float = Field(0.0, ge=0, lt=1, description="residual mode: agent actions within ± this "
+                                      "are 0 (no offset from a small actor bias; the PID integrates corrections)")
     timesteps: int = Field(50_000, ge=100, description="environment steps to train for (all envs together)")
     max_seconds: float | None = Field(None, gt=0, description="also stop training after this wall time (a CPU "
                                       "budget); the best validated parameters are kept")
@@ -101,7 +106,7 @@ class Control(Task):
     def build_model(self) -> nn.Module:
         s = self.state
         return PolicyGraph(s["sizes"], s["activation"], s["action"]["kind"] == "discrete", s["squash"],
-                           s.get("previous_action_index"), s.get("action_mode") == "increment")
+                           s.get("previous_action_index"), s.get("action_mode") == "increment", s.get("residual"))
 
     def onnx_signature(self) -> OnnxSignature:
         example = torch.zeros(2, self.state["observation"]["size"])
@@ -109,7 +114,7 @@ class Control(Task):
 
     # ----------------------------------------------------------------- fit
     def fit(self, data: Any = None, out_dir: str | Path | None = None) -> "Control":
-        from .training import make_env, train_policy
+        from .training import make_env, residual_settings, train_policy
 
         if data is not None:
             raise ConfigError("control trains in a simulator and reads no --data; choose it with --env (and "
@@ -120,7 +125,10 @@ class Control(Task):
         self.state = {"env": cfg.env, "env_kwargs": dict(cfg.env_kwargs), "action_mode": cfg.action_mode}
         baselines = tune_baselines(cfg.env, cfg.env_kwargs) if cfg.tune_baseline else {}
         log_dir = Path(out_dir) / "training" if out_dir is not None else None
-        trained = train_policy(cfg, log_dir)
+        residual = residual_settings(env, baselines, cfg.residual_scale, cfg.residual_dead_zone) \
+            if cfg.action_mode == "residual" else None
+        self.state["residual"] = residual
+        trained = train_policy(cfg, log_dir, residual)
         self.algorithm = trained.algorithm
         linears, activation, squash = actor_layers(trained.algorithm)
         sizes = [linears[0].in_features] + [m.out_features for m in linears]
@@ -212,6 +220,10 @@ class Control(Task):
             steps = np.clip(actions.reshape(len(observations), -1), -1.0, 1.0)
             return np.clip(observations[:, i:i + steps.shape[1]] + rate * steps, low, high)
         out = np.clip(actions.reshape(len(observations), -1), low, high)
+        if self.state.get("residual"):  # the agent's action corrects the PID's command
+            from .pid import residual_command
+
+            out = residual_command(observations, actions, self.state["residual"], low, high)
         if action.get("rate_limit"):
             i, rate = self.state["previous_action_index"], np.asarray(action["rate_limit"])
             previous = observations[:, i:i + out.shape[1]]

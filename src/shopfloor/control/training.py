@@ -10,8 +10,8 @@ learns with these callbacks:
 - ``CheckpointCallback``: the model and its normalisation statistics every ``checkpoint_freq`` steps;
 - :class:`TimeBudget`: stops after ``max_seconds`` of wall time, when given;
 - :class:`Validation`: every ``eval_freq`` steps, the deterministic policy on fixed validation seeds (never the
-  evaluation seeds); keeps the best parameters by mean validation return and stops early once the validation
-  success rate reaches ``target_success_rate``.
+  evaluation seeds); keeps the best parameters by mean validation return (in residual mode the untrained policy,
+  i.e. the PID, competes too) and stops early once the validation success rate reaches ``target_success_rate``.
 """
 
 from __future__ import annotations
@@ -108,18 +108,81 @@ class IncrementalAction(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def make_training_env(env_id: str, env_kwargs: dict[str, Any] | None = None,
-                      action_mode: str = "absolute") -> gym.Env:
-    """The environment as the agent sees it (with :class:`IncrementalAction` in increment mode)."""
+class ResidualAction(gym.Wrapper):
+    """``action_mode = "residual"``: the applied command is the commissioned PID's command for the current
+    observation (:func:`~shopfloor.control.pid.pid_command`) plus ``scale`` x the agent's action in [-1, 1], clipped
+    to the bounds (the plant's rate limit applies after). Actions within ``±dead_zone`` count as 0
+    (:func:`~shopfloor.control.pid.dead_zone`). Action 0 is the PID, so training starts from it; the exported graph
+    computes the same sum."""
+
+    def __init__(self, env: gym.Env, residual: dict[str, Any]):
+        super().__init__(env)
+        self.residual = residual
+        self.low, self.high = env.action_space.low, env.action_space.high
+        self.action_space = gym.spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
+        self._obs: np.ndarray | None = None
+
+    def command(self, action: np.ndarray) -> np.ndarray:
+        """The absolute command for the agent's ``action`` at the last observation."""
+        from .pid import residual_command
+
+        return residual_command(self._obs[None], action, self.residual, self.low, self.high)[0].astype(np.float32)
+
+    def reset(self, **kwargs: Any):
+        self._obs, info = self.env.reset(**kwargs)
+        return self._obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(self.command(action))
+        self._obs = obs
+        return obs, reward, terminated, truncated, info
+
+
+def make_training_env(env_id: str, env_kwargs: dict[str, Any] | None = None, action_mode: str = "absolute",
+                      residual: dict[str, Any] | None = None) -> gym.Env:
+    """The environment as the agent sees it (:class:`IncrementalAction` in increment mode,
+    :class:`ResidualAction` with the PID settings ``residual`` in residual mode)."""
     env = make_env(env_id, env_kwargs)
-    if action_mode == "increment":
+    if action_mode in ("increment", "residual"):
         base = env.unwrapped
         if getattr(base, "previous_action_index", None) is None or getattr(base, "rate_limit", None) is None \
                 or not isinstance(env.action_space, gym.spaces.Box):
-            raise ConfigError(f"--action-mode increment needs a Box action with a rate limit and the previous action "
-                              f"in the observation; {env_id} has none: use --action-mode absolute")
+            raise ConfigError(f"--action-mode {action_mode} needs a Box action with a rate limit and the previous "
+                              f"action in the observation; {env_id} has none: use --action-mode absolute")
+    if action_mode == "increment":
         env = IncrementalAction(env)
+    elif action_mode == "residual":
+        if residual is None:
+            raise ConfigError(f"--action-mode residual needs a commissioned PID whose command the observation "
+                              f"determines; {env_id} has none (or --tune-baseline is off): use absolute or increment")
+        env = ResidualAction(env, residual)
     return env
+
+
+def residual_settings(env: gym.Env, baselines: dict[str, Any], scale: float, dead_zone: float) -> dict[str, Any]:
+    """Residual mode's base controller: the commissioned PID's gains and where the observation carries its inputs."""
+    indices = getattr(env.unwrapped, "pid_observation", None)
+    if "pid" not in baselines or indices is None:
+        name = env.spec.id if env.spec else type(env.unwrapped).__name__
+        raise ConfigError(f"--action-mode residual needs a commissioned PID whose command the observation "
+                          f"determines; {name} has none (or --tune-baseline is off): use absolute or increment")
+    pid = baselines["pid"]
+    return {**{k: float(pid[k]) for k in ("kc", "ti", "td", "dt")}, "scale": float(scale),
+            "dead_zone": float(dead_zone), "indices": dict(indices)}
+
+
+def start_at_zero(model: Any) -> None:
+    """Zero the actor's output layer, so the deterministic action starts at 0 (residual mode: the PID)."""
+    import torch
+
+    from .policy import actor_layers
+
+    last = actor_layers(model)[0][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    if getattr(model, "actor_target", None) is not None:  # TD3
+        model.actor_target.load_state_dict(model.actor.state_dict())
 
 
 def algorithm_class(name: str) -> type:
@@ -233,9 +296,11 @@ class Validation(BaseCallback):
     """Deterministic episodes on fixed validation seeds; keeps the best parameters; early stop on success rate."""
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any], every: int, episodes: int,
-                 target_success_rate: float | None, action_mode: str = "absolute"):
+                 target_success_rate: float | None, action_mode: str = "absolute",
+                 residual: dict[str, Any] | None = None):
         super().__init__()
-        self.env = make_training_env(env_id, env_kwargs, action_mode)
+        self.env = make_training_env(env_id, env_kwargs, action_mode, residual)
+        self.at_start = residual is not None  # residual mode: the untrained policy (the PID) competes too
         self.every, self.episodes, self.target = every, episodes, target_success_rate
         self.history: list[dict[str, Any]] = []
         self.best: tuple[float, dict[str, Any], Any, int] | None = None
@@ -259,6 +324,10 @@ class Validation(BaseCallback):
             successes.append(bool(info.get("is_success", False)))
         return {"timesteps": int(self.num_timesteps), "mean_return": float(np.mean(returns)),
                 "success_rate": float(np.mean(successes))}
+
+    def _on_training_start(self) -> None:
+        if self.at_start:
+            self.evaluate_now()
 
     def _on_step(self) -> bool:
         if self.num_timesteps < self._next:
@@ -309,17 +378,18 @@ def hyperparameters(cfg: Any, n_envs: int, action_dim: int) -> dict[str, Any]:
     return {**kwargs, **cfg.algo_kwargs}
 
 
-def train_policy(cfg: Any, log_dir: Path | None) -> TrainedPolicy:
-    """Train ``cfg.algo`` on ``cfg.env`` for ``cfg.timesteps`` steps (see module docstring)."""
+def train_policy(cfg: Any, log_dir: Path | None, residual: dict[str, Any] | None = None) -> TrainedPolicy:
+    """Train ``cfg.algo`` on ``cfg.env`` for ``cfg.timesteps`` steps (see module docstring); ``residual``: the PID
+    settings of residual mode (:class:`ResidualAction`)."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-    probe = make_training_env(cfg.env, cfg.env_kwargs, cfg.action_mode)
+    probe = make_training_env(cfg.env, cfg.env_kwargs, cfg.action_mode, residual)
     check_spaces(probe, cfg.algo, cfg.her)
     n_envs = cfg.n_envs
     seed = TRAINING_SEED + cfg.training.seed
     vec_cls = SubprocVecEnv if n_envs > 1 else DummyVecEnv
-    env_fn = functools.partial(make_training_env, cfg.env, dict(cfg.env_kwargs), cfg.action_mode)
+    env_fn = functools.partial(make_training_env, cfg.env, dict(cfg.env_kwargs), cfg.action_mode, residual)
     venv = make_vec_env(env_fn, n_envs=n_envs, seed=seed, vec_env_cls=vec_cls)
     clip = 10.0
     venv = VecNormalize(venv, norm_obs=True, norm_reward=cfg.algo == "ppo", clip_obs=clip, gamma=cfg.gamma)
@@ -339,9 +409,11 @@ def train_policy(cfg: Any, log_dir: Path | None) -> TrainedPolicy:
             kwargs.setdefault("replay_buffer_kwargs", {"n_sampled_goal": 4, "goal_selection_strategy": "future"})
         policy = "MultiInputPolicy" if goal_conditioned else "MlpPolicy"
         model = algorithm_class(cfg.algo)(policy, venv, seed=seed, device="cpu", verbose=0, **kwargs)
+        if cfg.action_mode == "residual":
+            start_at_zero(model)
         curve = LearningCurve()
         validation = Validation(cfg.env, dict(cfg.env_kwargs), cfg.eval_freq, cfg.eval_episodes,
-                                cfg.target_success_rate, cfg.action_mode)
+                                cfg.target_success_rate, cfg.action_mode, residual)
         callbacks: list[BaseCallback] = [curve, validation]
         if cfg.max_seconds is not None:
             callbacks.append(TimeBudget(cfg.max_seconds))
@@ -367,5 +439,5 @@ def train_policy(cfg: Any, log_dir: Path | None) -> TrainedPolicy:
         venv.close()
 
 
-__all__ = ["IncrementalAction", "TrainedPolicy", "algorithm_class", "check_spaces", "make_env", "make_training_env",
-           "train_policy"]
+__all__ = ["IncrementalAction", "ResidualAction", "TrainedPolicy", "algorithm_class", "check_spaces", "make_env",
+           "make_training_env", "residual_settings", "start_at_zero", "train_policy"]

@@ -12,12 +12,15 @@ Action (``Box(-1, 1, (1,))``): the heater command, -1 = 0 % power, +1 = 100 %. T
 and slews at most ``rate_limit`` per step (in action units): the applied action is
 ``clip(command, previous - rate_limit, previous + rate_limit)``. The previous applied action is observation 6.
 
-Observation (``Box``, float32, ``6 + history`` values, all physical units, clipped to the documented bounds):
+Observation (``Box``, float32, ``8 + history`` values, all physical units, clipped to the documented bounds):
 ``[setpoint °C, measured temperature °C, error = setpoint - measured °C, measured load 0..1,
 integral of the error °C·s (accumulated only while |error| < integral_band, clipped to ±integral_limit: the
-anti-windup a PID would use), rate of the measured temperature °C/s (filtered),
-previous applied action, the ``history - 1`` actions before it (newest first)]``. The action history tells a
-controller what is already on its way through the delay.
+anti-windup a PID would use), rate of the measured temperature °C/s (filtered: ``0.7·previous + 0.3·difference/dt``,
+the slope of the baseline PID's filtered measurement), previous applied action, the ``history - 1`` actions before
+it (newest first), the error and the temperature rate of the previous step]``. The action history tells a
+controller what is already on its way through the delay; the last two values are the memory of the velocity-form
+PID (:mod:`shopfloor.control.pid`), so its command is a function of the observation alone
+(:data:`PID_OBSERVATION`, used by the residual policy).
 
 Reward per step: ``-min(|setpoint - T| / 20, 5)`` (true temperature) ``- 0.05·|applied action change| / rate_limit``
 ``- (1 + (T - max_temperature) / 10)`` while ``T > max_temperature`` (a constraint violation: product damage).
@@ -46,6 +49,8 @@ from shopfloor.core.errors import ConfigError
 
 OBSERVATION_NAMES = ("setpoint", "temperature", "error", "load", "error_integral", "temperature_rate")
 PREVIOUS_ACTION_INDEX = 6  # observation index of the previous applied action (rate limit in the exported graph)
+PID_OBSERVATION = {"error": 2, "temperature_rate": 5, "previous_action": PREVIOUS_ACTION_INDEX,
+                   "previous_error": -2, "previous_temperature_rate": -1}  # what a velocity-form PID reads
 ERROR_SCALE = 20.0  # °C of error that cost 1 per step
 MAX_ERROR_COST = 5.0
 
@@ -95,8 +100,10 @@ class ThermalProcessEnv(gym.Env):
         self.tolerance, self.settle_steps, self.history = float(tolerance), int(settle_steps), int(history)
         self.integral_limit, self.integral_band = float(integral_limit), float(integral_band)
         t_low, t_high = ambient - 50.0, trip_temperature + 100.0
-        low = np.array([0.0, t_low, -(t_high - t_low), 0.0, -integral_limit, -50.0] + [-1.0] * history, np.float32)
-        high = np.array([t_high, t_high, t_high - t_low, 1.0, integral_limit, 50.0] + [1.0] * history, np.float32)
+        low = np.array([0.0, t_low, -(t_high - t_low), 0.0, -integral_limit, -50.0] + [-1.0] * history
+                       + [-(t_high - t_low), -50.0], np.float32)
+        high = np.array([t_high, t_high, t_high - t_low, 1.0, integral_limit, 50.0] + [1.0] * history
+                        + [t_high - t_low, 50.0], np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
         self.plant = dict(self.nominal)
@@ -104,7 +111,14 @@ class ThermalProcessEnv(gym.Env):
     @property
     def observation_names(self) -> list[str]:
         """The name of each observation value, in order."""
-        return [*OBSERVATION_NAMES, "previous_action", *(f"action_t-{i}" for i in range(2, self.history + 1))]
+        return [*OBSERVATION_NAMES, "previous_action", *(f"action_t-{i}" for i in range(2, self.history + 1)),
+                "previous_error", "previous_temperature_rate"]
+
+    @property
+    def pid_observation(self) -> dict[str, int]:
+        """Observation indices (non-negative) of what the velocity-form PID reads (:data:`PID_OBSERVATION`)."""
+        size = self.observation_space.shape[0]
+        return {name: index % size for name, index in PID_OBSERVATION.items()}
 
     # ----------------------------------------------------------------- episode
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -139,6 +153,7 @@ class ThermalProcessEnv(gym.Env):
         self._k, self._integral, self._rate, self._iae = 0, 0.0, 0.0, 0.0
         self._violations, self._settled = 0, 0
         self._measured = self.temperature + self.noise[0]
+        self._previous = (self.setpoints[0] - self._measured, 0.0)  # (error, rate) of the step before: none yet
         return self._observation(), self._info()
 
     @property
@@ -160,6 +175,7 @@ class ThermalProcessEnv(gym.Env):
         temperature = self.temperature
         error = float(self.setpoints[k] - temperature)
         measured = temperature + float(self.noise[k])
+        self._previous = (self.setpoints[k - 1] - self._measured, self._rate)
         self._rate = 0.7 * self._rate + 0.3 * (measured - self._measured) / self.dt
         self._measured = measured
         if abs(self.setpoints[k] - measured) < self.integral_band:  # conditional integration (anti-windup)
@@ -189,7 +205,7 @@ class ThermalProcessEnv(gym.Env):
         setpoint = self.setpoints[k]
         load = min(max(self.loads[k] + self.load_noise[k], 0.0), 1.0)
         values = [setpoint, self._measured, setpoint - self._measured, load, self._integral, self._rate,
-                  *self._actions]
+                  *self._actions, *self._previous]
         obs = np.asarray(values, dtype=np.float32)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
@@ -214,4 +230,4 @@ class ThermalProcessEnv(gym.Env):
         return np.asarray(out)
 
 
-__all__ = ["OBSERVATION_NAMES", "PREVIOUS_ACTION_INDEX", "ThermalProcessEnv"]
+__all__ = ["OBSERVATION_NAMES", "PID_OBSERVATION", "PREVIOUS_ACTION_INDEX", "ThermalProcessEnv"]
