@@ -10,14 +10,17 @@ from shopfloor.cli import app
 from shopfloor.cli.predict_options import predict_options
 from shopfloor.core.errors import ConfigError, DataError, NotFittedError
 from shopfloor.core.registry import get_task, load
+from shopfloor.inspection.synthesis.adversarial import mode_seeking_loss
 from shopfloor.inspection.synthesis.diffaugment import cutout, diff_augment, translation
 from shopfloor.inspection.synthesis.networks import (
     Discriminator,
     Generator,
     MinibatchStd,
+    ProjectedDiscriminator,
     SamplingGraph,
     SynthesisModel,
 )
+from shopfloor.inspection.synthesis.paste import blob_mask, paste_defects
 from shopfloor.inspection.synthesis.quality import (
     kernel_inception_distance,
     memorisation_ratio,
@@ -63,6 +66,39 @@ def test_minibatch_std_sees_a_collapsed_batch():
     assert out_same.shape == (4, 3, 3, 3) and torch.equal(out_same[:, :2], same)
     assert out_same[:, 2].max() < 1e-3  # identical samples: no spread
     assert torch.allclose(out_varied[:, 2], torch.full((4, 3, 3), float(np.sqrt(1.25))), atol=1e-4)
+
+
+def test_projected_discriminator_keeps_its_backbone_frozen():
+    d = ProjectedDiscriminator(n_classes=2, channels=1, feature_size=64, width=4, pretrained=False).train()
+    assert not d.features.training and d.heads.training
+    image = torch.randn(3, 1, 32, 32, requires_grad=True)
+    d(image, torch.tensor([0, 1, 1])).sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0  # the generator gets gradients through it
+    assert all(p.grad is None for p in d.features.parameters())
+
+
+def test_mode_seeking_loss_grows_when_latents_give_the_same_image():
+    latent = torch.randn(4, 8)
+    same = torch.zeros(4, 1, 8, 8)
+    varied = torch.cat([torch.zeros(2, 1, 8, 8), torch.ones(2, 1, 8, 8)])
+    gap = float((latent[:2] - latent[2:]).abs().mean(dim=1).reciprocal().mean())  # image gap 1 per pair
+    assert mode_seeking_loss(same, latent) > 1e4
+    assert mode_seeking_loss(varied, latent) == pytest.approx(1 / gap, rel=1e-4)
+
+
+def test_paste_defects_changes_only_the_masked_pixels():
+    rng = np.random.default_rng(0)
+    good = np.random.default_rng(1).integers(100, 140, (3, 48, 64, 3)).astype(np.uint8)
+    textures = np.random.default_rng(2).normal(0, 1, (2, 16, 16))
+    images, masks = paste_defects(good, textures, rng, size=(0.2, 0.3))
+    assert images.shape == good.shape and masks.shape == good.shape[:3] and masks.dtype == bool
+    assert masks.any(axis=(1, 2)).all() and not masks.all(axis=(1, 2)).any()
+    assert np.array_equal(images[~masks], good[~masks])
+    assert np.abs(images[masks].astype(int) - good[masks]).mean() > 5  # visible at the contrast floor
+    soft = blob_mask(40, 40, 0.5, np.random.default_rng(3))
+    assert soft.min() == 0 and soft.max() == 1 and 0.02 < (soft > 0).mean() < 0.6
+    with pytest.raises(DataError, match="uint8 images"):
+        paste_defects(good.astype(np.float32), textures, rng)
 
 
 def test_class_changes_the_generated_image():

@@ -1,7 +1,9 @@
 """Lightning glue for adversarial training (manual optimisation, two optimisers), separate from the plain modules.
 
 One training step: the discriminator's hinge loss on DiffAugment-ed real and generated images, then the
-generator's loss through the same augmentations, then the EMA update of the generator's weights. A grid of EMA
+generator's loss through the same augmentations plus a mode-seeking term (MSGAN, Mao et al. 2019: the generator's
+batch is built of pairs with the same class, and ``1 / (|G(z1) - G(z2)| / |z1 - z2| + eps)`` is added, so two latents
+may not give the same image), then the EMA update of the generator's weights. A grid of EMA
 samples (fixed latents, one row per class) is saved as PNG every ``sample_every`` steps. Batches draw every class
 equally often, so a class of ten images is learnt alongside classes of hundreds.
 """
@@ -17,21 +19,24 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from shopfloor.core.config import TrainingConfig
 from shopfloor.core.quiet import quiet_libraries
 
 from .diffaugment import diff_augment
-from .networks import Discriminator, SynthesisModel
+from .networks import SynthesisModel
 
 
 class AdversarialModule(L.LightningModule):
-    """Trains ``model.generator`` against ``discriminator`` (hinge loss, DiffAugment), keeping ``model.ema``."""
+    """Trains ``model.generator`` against ``discriminator`` (hinge loss, DiffAugment, optional mode-seeking term),
+    keeping ``model.ema``."""
 
-    def __init__(self, model: SynthesisModel, discriminator: Discriminator, learning_rate: float,
+    def __init__(self, model: SynthesisModel, discriminator: nn.Module, learning_rate: float,
                  ema_decay: float, policy: Sequence[str], sample_every: int = 0, sample_dir: Path | None = None,
-                 n_classes: int = 1, seed: int = 0):
+                 n_classes: int = 1, seed: int = 0, mode_seeking: float = 0.0,
+                 discriminator_lr: float | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -41,6 +46,8 @@ class AdversarialModule(L.LightningModule):
         self.policy = list(policy)
         self.sample_every = sample_every
         self.sample_dir = sample_dir
+        self.mode_seeking = mode_seeking
+        self.discriminator_lr = discriminator_lr or learning_rate
         generator = torch.Generator().manual_seed(seed + 1)
         per_class = 8
         self._fixed_latent = torch.randn(n_classes * per_class, model.generator.latent_dim, generator=generator)
@@ -50,7 +57,8 @@ class AdversarialModule(L.LightningModule):
     def configure_optimizers(self):
         betas = (0.0, 0.99)
         return (torch.optim.Adam(self.model.generator.parameters(), lr=self.learning_rate, betas=betas),
-                torch.optim.Adam(self.discriminator.parameters(), lr=self.learning_rate, betas=betas))
+                torch.optim.Adam([p for p in self.discriminator.parameters() if p.requires_grad],
+                                 lr=self.discriminator_lr, betas=betas))
 
     def on_fit_start(self) -> None:
         self.model.generator.train()
@@ -70,8 +78,13 @@ class AdversarialModule(L.LightningModule):
         self.manual_backward(d_loss)
         opt_d.step()
         # generator: fool the discriminator through the same (differentiable) augmentations
+        if self.mode_seeking > 0:  # pairs (i, i + n/2) share their class
+            half = real.shape[0] // 2
+            labels = torch.cat([labels[:half], labels[:half], labels[2 * half:]])
         fake = self.model.generator(latent, labels)
         g_loss = -self.discriminator(diff_augment(fake, self.policy), labels).mean()
+        if self.mode_seeking > 0:
+            g_loss = g_loss + self.mode_seeking * mode_seeking_loss(fake[:2 * half], latent[:2 * half])
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
@@ -92,6 +105,15 @@ class AdversarialModule(L.LightningModule):
         ema = self.model.ema.eval()
         images = ema(self._fixed_latent.to(self.device), self._fixed_class.to(self.device)).cpu()
         save_grid(images, path, per_row=8)
+
+
+def mode_seeking_loss(images: torch.Tensor, latent: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's term for a batch whose first and second halves are pairs (same class, different latents):
+    ``1 / (mean image distance / mean latent distance + eps)``; large when the latent barely changes the image."""
+    half = images.shape[0] // 2
+    image_gap = (images[:half] - images[half:2 * half]).abs().mean(dim=tuple(range(1, images.dim())))
+    latent_gap = (latent[:half] - latent[half:2 * half]).abs().mean(dim=1)
+    return 1.0 / ((image_gap / latent_gap).mean() + eps)
 
 
 def save_grid(images: torch.Tensor, path: Path, per_row: int) -> Path:
@@ -120,9 +142,10 @@ def balanced_loader(images: np.ndarray, labels: np.ndarray, batch_size: int, ste
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
 
 
-def train_adversarial(model: SynthesisModel, discriminator: Discriminator, images: np.ndarray, labels: np.ndarray,
+def train_adversarial(model: SynthesisModel, discriminator: nn.Module, images: np.ndarray, labels: np.ndarray,
                       training: TrainingConfig, steps: int, ema_decay: float, policy: Sequence[str],
-                      sample_every: int, log_dir: Path | None) -> dict[str, Any]:
+                      sample_every: int, log_dir: Path | None, mode_seeking: float = 0.0,
+                      discriminator_lr: float | None = None) -> dict[str, Any]:
     """Run ``steps`` adversarial steps on ``images`` (NCHW float -1..1) and ``labels``; returns the summary
     (steps run, the loss history, where the logs and sample grids went). The model is left on the CPU in eval
     mode."""
@@ -137,7 +160,8 @@ def train_adversarial(model: SynthesisModel, discriminator: Discriminator, image
         log_dir = Path(temp)
     sample_dir = log_dir / "samples"
     module = AdversarialModule(model, discriminator, training.learning_rate, ema_decay, policy, sample_every,
-                               sample_dir if temp is None else None, int(labels.max()) + 1, training.seed)
+                               sample_dir if temp is None else None, int(labels.max()) + 1, training.seed,
+                               mode_seeking, discriminator_lr)
     loader = balanced_loader(images, labels, training.batch_size, steps, training.seed)
     try:
         with quiet_libraries():

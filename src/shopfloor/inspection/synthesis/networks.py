@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
@@ -102,6 +103,57 @@ class Discriminator(nn.Module):
     def forward(self, image: torch.Tensor, class_index: torch.Tensor) -> torch.Tensor:
         h = self.body(image).sum(dim=(2, 3))
         return self.out(h).squeeze(1) + (self.embed(class_index) * h).sum(dim=1)
+
+
+class ProjectedDiscriminator(nn.Module):
+    """Realness scored on frozen ImageNet features (a lite Projected GAN, Sauer et al. 2021): the image (-1..1,
+    gray repeated to RGB, resized to ``feature_size``) goes through the first blocks of the pretrained
+    EfficientNet-Lite0; a small spectral-norm head per feature scale (strides 4, 8, 16) gives a linear score plus
+    a class projection, summed over scales. Pretrained features give the generator a meaningful signal from the
+    first step, where a discriminator learnt from scratch on tens of images needs thousands of steps (on NEU at
+    k = 10 the plain one still scored generated images like real ones after 1,200 steps). The backbone stays
+    frozen and in eval mode (its BatchNorm statistics never move); gradients flow through it to the generator."""
+
+    BLOCKS = (2, 4, 10)
+
+    def __init__(self, n_classes: int, channels: int = 1, feature_size: int = 64, width: int = 64,
+                 pretrained: bool = True):
+        super().__init__()
+        from ..backbones import PixelNormalize, efficientnet_lite
+        from ..backbones import EfficientNetLiteFeatures
+
+        self.gray = channels == 1
+        self.feature_size = feature_size
+        self.normalize = PixelNormalize()
+        self.features = EfficientNetLiteFeatures(efficientnet_lite("efficientnet-lite0", feature_size, pretrained),
+                                                 list(self.BLOCKS)).eval().requires_grad_(False)
+        with torch.no_grad():
+            shapes = [f.shape[1] for f in self.features(torch.zeros(1, 3, feature_size, feature_size))]
+        self.heads = nn.ModuleList(nn.Sequential(
+            spectral_norm(nn.Conv2d(c, width, 1)), nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(width, width, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)) for c in shapes)
+        self.out = nn.ModuleList(spectral_norm(nn.Linear(width, 1)) for _ in shapes)
+        self.embed = nn.ModuleList(spectral_norm(nn.Embedding(n_classes, width)) for _ in shapes)
+
+    def train(self, mode: bool = True) -> "ProjectedDiscriminator":
+        super().train(mode)
+        self.features.eval()
+        return self
+
+    def backbone(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Frozen feature maps of images in -1..1 (no gradient to the backbone's weights, but to the image)."""
+        x = (image + 1.0) * 127.5
+        x = x.repeat(1, 3, 1, 1) if self.gray else x
+        if x.shape[-1] != self.feature_size:
+            x = F.interpolate(x, size=(self.feature_size, self.feature_size), mode="bilinear", align_corners=False)
+        return self.features(self.normalize(x))
+
+    def forward(self, image: torch.Tensor, class_index: torch.Tensor) -> torch.Tensor:
+        score = torch.zeros(image.shape[0], device=image.device)
+        for f, head, out, embed in zip(self.backbone(image), self.heads, self.out, self.embed):
+            h = head(f).sum(dim=(2, 3))
+            score = score + out(h).squeeze(1) + (embed(class_index) * h).sum(dim=1)
+        return score
 
 
 class SamplingGraph(nn.Module):

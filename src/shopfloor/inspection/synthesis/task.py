@@ -1,10 +1,11 @@
 """Defect synthesis: a class-conditional GAN that makes more images of the rare defect classes.
 
 Data: a folder with one sub-folder per class (the defect-classification layout). Model: a DCGAN-sized generator
-(PixelNorm, no batch statistics) against a spectral-norm projection discriminator, hinge loss, DiffAugment so it
-trains on tens of images per class, batches that draw every class equally often, and an exponential moving
-average (EMA) of the generator's weights that is what samples and is exported (:mod:`.networks`,
-:mod:`.adversarial`). Images are generated small (64x64 grayscale by default) and upsampled by whoever uses them.
+(PixelNorm, no batch statistics) against a projected discriminator (spectral-norm heads with class projection on
+frozen pretrained EfficientNet-Lite0 features; ``discriminator="plain"``: a spectral-norm CNN learnt from scratch),
+hinge loss plus a mode-seeking term, DiffAugment so it trains on tens of images per class, batches that draw every
+class equally often, and an exponential moving average (EMA) of the generator's weights that is what samples and is
+exported (:mod:`.networks`, :mod:`.adversarial`). Images are generated small (64x64 grayscale by default) and upsampled by whoever uses them.
 
 The exported graph takes ``latent`` (N, latent_dim) float32 and ``class_index`` (N,) int64 and returns ``image``
 (N, C, H, W) in 0..255; :meth:`DefectSynthesis.generate` and ``predict`` run it through ONNX Runtime. Quality is
@@ -33,7 +34,7 @@ from ..backbones import weights_path
 from ..images import ImageSpec, read_frames, scan_class_folders
 from .adversarial import train_adversarial
 from .diffaugment import POLICIES
-from .networks import Discriminator, SamplingGraph, SynthesisModel
+from .networks import Discriminator, ProjectedDiscriminator, SamplingGraph, SynthesisModel
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,15 @@ class DefectSynthesisConfig(StrictModel):
     latent_dim: int = Field(64, ge=4, le=512)
     generator_width: int = Field(16, ge=2, le=128, description="channels of the generator's last stage (x2 per "
                                  "stage towards the 4x4 start)")
-    discriminator_width: int = Field(16, ge=2, le=128, description="channels of the discriminator's first stage")
+    discriminator: Literal["projected", "plain"] = Field(
+        "projected", description="projected: small heads on frozen pretrained EfficientNet-Lite0 features (learns "
+        "textures in hundreds of steps); plain: a spectral-norm CNN learnt from scratch")
+    discriminator_width: int = Field(16, ge=2, le=128, description="channels of the discriminator's first stage "
+                                     "(plain); projected: each feature head has 4x as many")
+    discriminator_lr: float = Field(1e-4, gt=0, description="the discriminator's learning rate (the generator's "
+                                    "is training.learning_rate, 2e-4)")
+    mode_seeking: float = Field(1.0, ge=0, description="weight of the mode-seeking (MSGAN) term that keeps two "
+                                "latents of a class from giving the same image (0: off)")
     steps: int = Field(1500, ge=1, description="adversarial steps (one discriminator and one generator update)")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the generator weights (the exported one)")
     diffaugment: list[Literal[POLICIES]] = Field(  # type: ignore[valid-type]
@@ -137,6 +146,14 @@ class DefectSynthesis(Task):
         cfg = self.config
         return SynthesisModel(len(self.classes), cfg.channels, cfg.image_size, cfg.latent_dim, cfg.generator_width)
 
+    def build_discriminator(self) -> torch.nn.Module:
+        cfg, n = self.config, len(self.classes)
+        if cfg.discriminator == "plain":
+            return Discriminator(n, cfg.channels, cfg.image_size, cfg.discriminator_width)
+        # the backbone's stride-16 block needs at least 4x4: smaller images are upsampled to 64
+        return ProjectedDiscriminator(n, cfg.channels, max(cfg.image_size, 64),
+                                      4 * cfg.discriminator_width)
+
     def export_module(self) -> SamplingGraph:
         return SamplingGraph(self.require_model().ema)
 
@@ -169,10 +186,11 @@ class DefectSynthesis(Task):
                               "copy them (see the memorisation ratio in the report); add images if you have them")
         self.data_fingerprint = fingerprint_files(paths, Path(data))
         model = self.build_model()
-        discriminator = Discriminator(len(classes), cfg.channels, cfg.image_size, cfg.discriminator_width)
+        discriminator = self.build_discriminator()
         log_dir = Path(out_dir) / "training" if out_dir is not None else None
         summary = train_adversarial(model, discriminator, images[train_idx], labels[train_idx], cfg.training,
-                                    cfg.steps, cfg.ema_decay, cfg.diffaugment, cfg.sample_every, log_dir)
+                                    cfg.steps, cfg.ema_decay, cfg.diffaugment, cfg.sample_every, log_dir,
+                                    cfg.mode_seeking, cfg.discriminator_lr)
         self.torch_model = model.eval()
         self.state["training"] = {"steps": summary["steps"], "samples": summary["samples"],
                                   "last_losses": summary["history"][-1] if summary["history"] else None}
