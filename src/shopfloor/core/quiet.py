@@ -37,6 +37,8 @@ LIBRARY_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
     (UserWarning, r"(?s).*is smaller than the logging interval"),
     (UserWarning, r"(?s).*exceeds the number of"),  # torch: "... exceeds the number of available threads"
     (UserWarning, r"(?s)Checkpoint directory .* exists and is not empty"),  # retraining into a model dir
+    # lightning: frozen pretrained parts (backbones, feature extractors) stay in eval mode on purpose
+    (UserWarning, r"(?s).*module\(s\) in eval mode at the start of training"),
 )
 
 

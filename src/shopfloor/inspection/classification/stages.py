@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -173,10 +172,9 @@ def finetune(model: nn.Module, depth: str, train: tuple[np.ndarray, np.ndarray],
     module = SupervisedModule(net, loss, cfg, train_transform=augmenter, task_kind="classification")
     train_loader, val_loader = loaders(ImageArrayDataset(*train), ImageArrayDataset(*val), cfg,
                                        np.asarray(train[1]) if balanced else None)
-    with warnings.catch_warnings():
-        # the frozen part stays in eval mode on purpose (its BatchNorm statistics are kept)
-        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
-        summary = fit_supervised(module, train_loader, val_loader, cfg, log_dir)
+    # the frozen part stays in eval mode on purpose (its BatchNorm statistics are kept; core.quiet filters
+    # Lightning's warning about it)
+    summary = fit_supervised(module, train_loader, val_loader, cfg, log_dir)
     if isinstance(net, PartlyFrozen):
         net.release()
     model.eval()
