@@ -61,16 +61,21 @@ class PID:
         return {"kc": self.kc, "ti": self.ti, "td": self.td}
 
 
-def pid_command(observations: np.ndarray, kc: float, ti: float, td: float, dt: float,
-                indices: dict[str, int] | None = None) -> np.ndarray:
-    """:meth:`PID.act` (default derivative filter) from observations alone, rows ``(n, size)`` -> ``(n, 1)``:
-    the previous power plus ``kc·Δerror + kc·dt/ti·error - kc·td·Δrate``, clipped to 0..1, as a -1..1 command."""
-    obs = np.asarray(observations, dtype=np.float64)
-    at = {name: obs[:, i] for name, i in (indices or PID_OBSERVATION).items()}
+def velocity_pid(at: dict[str, Any], kc: Any, ti: Any, td: Any, dt: Any) -> Any:
+    """The control law of :meth:`PID.act` (default derivative filter) on the observation's columns ``at`` (by the
+    names of :data:`PID_OBSERVATION`; numpy arrays or torch tensors, so the exported graph computes the same): the
+    previous power plus ``kc·Δerror + kc·dt/ti·error - kc·td·Δrate``, clipped to 0..1, as a -1..1 command."""
     increment = kc * (at["error"] - at["previous_error"]) + kc * dt / ti * at["error"] \
         - kc * td * (at["temperature_rate"] - at["previous_temperature_rate"])
-    power = np.clip((at["previous_action"] + 1.0) / 2.0 + increment, 0.0, 1.0)
-    return (2.0 * power - 1.0)[:, None]
+    power = ((at["previous_action"] + 1.0) / 2.0 + increment).clip(0.0, 1.0)
+    return 2.0 * power - 1.0
+
+
+def pid_command(observations: np.ndarray, kc: float, ti: float, td: float, dt: float,
+                indices: dict[str, int] | None = None) -> np.ndarray:
+    """:func:`velocity_pid` for observation rows ``(n, size)`` -> commands ``(n, 1)``."""
+    obs = np.asarray(observations, dtype=np.float64)
+    return velocity_pid({name: obs[:, i:i + 1] for name, i in (indices or PID_OBSERVATION).items()}, kc, ti, td, dt)
 
 
 def dead_zone(step: Any, width: float) -> Any:
@@ -164,4 +169,5 @@ def tune_pid(env_kwargs: dict[str, Any] | None = None, seeds: tuple[int, ...] = 
 
 
 __all__ = ["PID", "dead_zone", "fopdt_from_step", "pid_command", "residual_command", "run_episode",
-           "simc_from_step_test", "tune_pid"]
+           "simc_from_step_test", "tune_pid",
+           "velocity_pid"]

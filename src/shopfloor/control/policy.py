@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .pid import dead_zone
+from .pid import dead_zone, velocity_pid
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
 
@@ -123,13 +123,9 @@ class PolicyGraph(nn.Module):
         return action
 
     def pid(self, observation: torch.Tensor) -> torch.Tensor:
-        """The commissioned PID's command ``(batch, 1)`` (:func:`shopfloor.control.pid.pid_command`)."""
+        """The commissioned PID's command ``(batch, 1)`` (:func:`shopfloor.control.pid.velocity_pid`)."""
         at = {name: observation[:, i:i + 1] for name, i in self.pid_indices.items()}
-        kc, ti, td, dt = self.pid_gains[0], self.pid_gains[1], self.pid_gains[2], self.pid_gains[3]
-        increment = kc * (at["error"] - at["previous_error"]) + kc * dt / ti * at["error"] \
-            - kc * td * (at["temperature_rate"] - at["previous_temperature_rate"])
-        power = torch.clamp((at["previous_action"] + 1.0) / 2.0 + increment, 0.0, 1.0)
-        return 2.0 * power - 1.0
+        return velocity_pid(at, *self.pid_gains[:4])
 
 
 def copy_actor(graph: PolicyGraph, linears: list[nn.Linear]) -> None:

@@ -97,10 +97,8 @@ def _robot_section(report: Report, env_id: str, env_kwargs: dict[str, Any], cont
             report.text(f"{name}: {episode.note}")
         if not episode.frames:
             continue
-        gif = write_gif(episode.frames, report.out_dir / f"episode_{name}.gif")
-        report.figures.append(gif)
-        report.parts.append(f'<figure><img src="{gif.name}" alt="{name} episode"><figcaption>{name}: episode seed '
-                            f"{seed}, {len(episode.frames) - 1} steps (animated)</figcaption></figure>")
+        report.image(write_gif(episode.frames, report.out_dir / f"episode_{name}.gif"), f"{name} episode",
+                     f"{name}: episode seed {seed}, {len(episode.frames) - 1} steps (animated)")
         index = strip_indices(len(episode.frames))
         report.figure(image_grid_figure([episode.frames[i] for i in index], [f"step {i}" for i in index],
                                         cols=len(index)), f"episode_{name}_strip", f"{name}: frames of the episode")

@@ -219,11 +219,12 @@ class Control(Task):
             i, rate = self.state["previous_action_index"], np.asarray(action["rate_limit"])
             steps = np.clip(actions.reshape(len(observations), -1), -1.0, 1.0)
             return np.clip(observations[:, i:i + steps.shape[1]] + rate * steps, low, high)
-        out = np.clip(actions.reshape(len(observations), -1), low, high)
         if self.state.get("residual"):  # the agent's action corrects the PID's command
             from .pid import residual_command
 
             out = residual_command(observations, actions, self.state["residual"], low, high)
+        else:
+            out = np.clip(actions.reshape(len(observations), -1), low, high)
         if action.get("rate_limit"):
             i, rate = self.state["previous_action_index"], np.asarray(action["rate_limit"])
             previous = observations[:, i:i + out.shape[1]]

@@ -138,6 +138,12 @@ class ResidualAction(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+def no_residual_base(env_name: str) -> ConfigError:
+    """The error for residual mode on an environment without a PID to correct."""
+    return ConfigError(f"--action-mode residual needs a commissioned PID whose command the observation determines; "
+                       f"{env_name} has none (or --tune-baseline is off): use absolute or increment")
+
+
 def make_training_env(env_id: str, env_kwargs: dict[str, Any] | None = None, action_mode: str = "absolute",
                       residual: dict[str, Any] | None = None) -> gym.Env:
     """The environment as the agent sees it (:class:`IncrementalAction` in increment mode,
@@ -153,8 +159,7 @@ def make_training_env(env_id: str, env_kwargs: dict[str, Any] | None = None, act
         env = IncrementalAction(env)
     elif action_mode == "residual":
         if residual is None:
-            raise ConfigError(f"--action-mode residual needs a commissioned PID whose command the observation "
-                              f"determines; {env_id} has none (or --tune-baseline is off): use absolute or increment")
+            raise no_residual_base(env_id)
         env = ResidualAction(env, residual)
     return env
 
@@ -163,9 +168,7 @@ def residual_settings(env: gym.Env, baselines: dict[str, Any], scale: float, dea
     """Residual mode's base controller: the commissioned PID's gains and where the observation carries its inputs."""
     indices = getattr(env.unwrapped, "pid_observation", None)
     if "pid" not in baselines or indices is None:
-        name = env.spec.id if env.spec else type(env.unwrapped).__name__
-        raise ConfigError(f"--action-mode residual needs a commissioned PID whose command the observation "
-                          f"determines; {name} has none (or --tune-baseline is off): use absolute or increment")
+        raise no_residual_base(env.spec.id if env.spec else type(env.unwrapped).__name__)
     pid = baselines["pid"]
     return {**{k: float(pid[k]) for k in ("kc", "ti", "td", "dt")}, "scale": float(scale),
             "dead_zone": float(dead_zone), "indices": dict(indices)}

@@ -68,8 +68,12 @@ class Report:
         path = self.out_dir / f"{name}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
+        return self.image(path, name, caption)
+
+    def image(self, path: Path, name: str, caption: str = "") -> Path:
+        """Show an image file already written in the report folder (a PNG, an animated GIF)."""
         self.figures.append(path)
-        self.parts.append(f'<figure><img src="{path.name}" alt="{html.escape(name)}">'
+        self.parts.append(f'<figure><img src="{html.escape(path.name)}" alt="{html.escape(name)}">'
                           f"<figcaption>{html.escape(caption)}</figcaption></figure>")
         return path
 

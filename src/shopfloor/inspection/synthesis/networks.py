@@ -119,8 +119,7 @@ class ProjectedDiscriminator(nn.Module):
     def __init__(self, n_classes: int, channels: int = 1, feature_size: int = 64, width: int = 64,
                  pretrained: bool = True):
         super().__init__()
-        from ..backbones import PixelNormalize, efficientnet_lite
-        from ..backbones import EfficientNetLiteFeatures
+        from ..backbones import EfficientNetLiteFeatures, PixelNormalize, efficientnet_lite
 
         self.gray = channels == 1
         self.feature_size = feature_size
