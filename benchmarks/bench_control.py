@@ -2,9 +2,9 @@
 
 Parts (each fits one CPU-lock hold; results are merged into benchmarks/results/control.json):
 
-- ``thermal``: SAC (``--action-mode increment``: the agent steps the heater command by at most the rate limit;
-  ``absolute`` is kept under ``thermal_absolute_action``; ``residual``, under ``thermal_residual``: the agent
-  corrects the tuned PID's command by at most ``--residual-scale``) trained on ``shopfloor/ThermalProcess-v0``
+- ``thermal``: SAC (``--action-mode residual``, the default, kept under ``thermal_residual``: the agent corrects
+  the tuned PID's command by at most ``--residual-scale``; ``increment``, under ``thermal``: the agent steps the
+  heater command by at most the rate limit; ``absolute`` under ``thermal_absolute_action``) trained on ``shopfloor/ThermalProcess-v0``
   with ±30 % domain randomisation of gain, time constant and delay (2 simulator processes, a wall-time budget),
   then 100 seeded episodes on the nominal plant and 100 on randomised plants, the exported ONNX policy against the
   PID (SIMC from a step test, then optimised on the nominal plant). Targets: IAE >= 20 % below the PID with no more
@@ -18,7 +18,9 @@ Parts (each fits one CPU-lock hold; results are merged into benchmarks/results/c
 - ``dispatching``: PPO choosing the dispatching rule on ``shopfloor/Dispatching-v0``, 100 seeded episodes against
   every single rule (FIFO, SPT, EDD, SETUP, MSLACK). Target: mean tardiness below the best rule.
 
-Usage: python benchmarks/bench_control.py --part thermal|dispatching|reach|pick [--seconds 420] [--algo sac] [--out DIR]
+Usage: python benchmarks/bench_control.py [--part all|thermal|dispatching|reach|pick] [--seconds S] [--algo sac]
+[--out DIR]; ``all`` (the default, what ``make bench`` runs) runs every part in turn, each with the budget of its
+stored run (:data:`PART_SECONDS`) unless ``--seconds`` is given, and the thermal part in residual mode.
 """
 
 from __future__ import annotations
@@ -155,24 +157,35 @@ def pick(args: argparse.Namespace) -> dict:
         "model": str(out / "model")}}
 
 
+PARTS = {"thermal": thermal, "dispatching": dispatching, "reach": reach, "pick": pick}
+PART_SECONDS = {"thermal": 480.0, "dispatching": 240.0, "reach": 420.0, "pick": 570.0}  # the stored runs' budgets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=("thermal", "dispatching", "reach", "pick"), required=True)
+    parser.add_argument("--part", choices=("all", *PARTS), default="all")
     parser.add_argument("--algo", default="sac")
-    parser.add_argument("--action-mode", default="increment", choices=("increment", "absolute", "residual"))
+    parser.add_argument("--action-mode", default="residual", choices=("increment", "absolute", "residual"))
     parser.add_argument("--residual-scale", type=float, default=0.1)
     parser.add_argument("--residual-dead-zone", type=float, default=0.0)
     parser.add_argument("--gamma", type=float, default=0.98)
     parser.add_argument("--net-arch", type=int, nargs="+", default=[64, 64])
     parser.add_argument("--algo-kwargs", default="{}", help="more SAC/TQC arguments (JSON)")
-    parser.add_argument("--seconds", type=float, default=420.0)
+    parser.add_argument("--seconds", type=float, default=None, help="training budget (default: PART_SECONDS)")
     parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--out", default="/tmp/shopfloor-bench-control")
     args = parser.parse_args()
+    budget = args.seconds
+    for name in PARTS if args.part == "all" else [args.part]:
+        args.seconds = PART_SECONDS[name] if budget is None else budget
+        run_part(name, args)
+
+
+def run_part(name: str, args: argparse.Namespace) -> None:
+    """Run one part and merge its figures into results/control.json (the other parts' stay)."""
     load_before = os.getloadavg()
-    figures = {"thermal": thermal, "dispatching": dispatching, "reach": reach,
-               "pick": pick}[args.part](args)
+    figures = PARTS[name](args)
     part = next(iter(figures))
     figures[part]["load_average_before"] = load_before
     figures[part]["load_average_after"] = os.getloadavg()

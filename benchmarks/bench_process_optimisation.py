@@ -18,7 +18,7 @@ Parts (run them one at a time: each fits in one CPU-lock hold; each adds its sec
   ``part_weight <= 13``; regret = true warpage of the recommendation minus the true optimum, as a share of the
   warpage range.
 
-Usage: python benchmarks/bench_process_optimisation.py --part lego_cv|lego_recommend|iguzzini|concrete|simulator
+Usage: python benchmarks/bench_process_optimisation.py [--part all|lego_cv|lego_recommend|iguzzini|concrete|simulator]
 """
 
 from __future__ import annotations
@@ -173,22 +173,31 @@ def part_simulator(seeds: list[int], trials: int) -> dict:
                           "max_regret": float(np.max(values)), "runs": runs}}
 
 
+PARTS = ("lego_cv", "lego_recommend", "iguzzini", "concrete", "simulator")  # lego_recommend reads lego_cv's model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", required=True, choices=["lego_cv", "lego_recommend", "iguzzini", "concrete",
-                                                          "simulator"])
+    parser.add_argument("--part", default="all", choices=["all", *PARTS],
+                        help="all (the default, what `make bench` runs): every part in turn, lego_cv first")
     parser.add_argument("--recommend-folds", type=int, default=1)
     parser.add_argument("--trials", type=int, default=400)
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
+    for part in PARTS if args.part == "all" else [args.part]:
+        run_part(part, args)
+
+
+def run_part(part: str, args: argparse.Namespace) -> None:
+    """Run one part and merge its figures into the results file (the other parts' stay)."""
     load_start = os.getloadavg()[0]
-    if args.part == "lego_cv":
+    if part == "lego_cv":
         figures = part_lego_cv()
-    elif args.part == "lego_recommend":
+    elif part == "lego_recommend":
         figures = part_lego_recommend(args.recommend_folds, args.trials)
-    elif args.part == "iguzzini":
+    elif part == "iguzzini":
         figures = part_iguzzini()
-    elif args.part == "concrete":
+    elif part == "concrete":
         figures = part_concrete()
     else:
         figures = part_simulator([int(s) for s in args.seeds.split(",")], args.trials)

@@ -322,16 +322,18 @@ def main() -> None:
     parser.add_argument("--name", default="projected-msgan", help="the generator's name (cache and results entry)")
     parser.add_argument("--discriminator", default="projected", choices=("projected", "plain"))
     parser.add_argument("--summarise", action="store_true", help="only write results/synthesis.json from the cache")
-    parser.add_argument("--part", default="ablation", choices=("ablation", "mpdd"))
+    parser.add_argument("--part", default="all", choices=("all", "ablation", "mpdd"),
+                        help="all (the default, what `make bench` runs): the ablation, then mpdd (with its k=10 "
+                        "seed-0 generator)")
     parser.add_argument("--mpdd-generator", default=str(WORK / "k10_seed0" / "projected-msgan" / "generator"),
                         help="--part mpdd: the defect-synthesis model whose samples are pasted")
     args = parser.parse_args()
-    if args.part == "mpdd":
+    if args.part in ("all", "ablation"):
+        if not args.summarise:
+            run(args)
+        summarise(args)
+    if args.part in ("all", "mpdd"):
         run_mpdd(args.mpdd_generator, ROOT / "benchmarks" / "results" / "synthesis.json")
-        return
-    if not args.summarise:
-        run(args)
-    summarise(args)
 
 
 if __name__ == "__main__":
